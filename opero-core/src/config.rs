@@ -1,0 +1,541 @@
+//! Configuration: [`RetryConfig`], [`CacheConfig`], [`RateLimitConfig`] and [`OperoConfig`].
+//!
+//! Every config is serde-(de)serializable, so it can come from a file. Durations are written for
+//! people (`"100ms"`, `"1.5s"`, `"2m"`) or as a number of seconds (`0.1`). Values are validated when
+//! a pipeline is built; a bad one gives an [`OperoError`] naming the field and the value.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::OperoError;
+use crate::retry::{Jitter, RetryOn};
+
+/// Retry settings: how many times, how long to wait between tries, and which errors to retry.
+///
+/// # Default
+///
+/// `retries` 3 (so 4 attempts), `backoff_factor` 1.5, `min_delay` 100 ms, `max_delay` 30 s, jitter
+/// [`Jitter::Full`], `retry_on` every error — the defaults of the original `opero`.
+///
+/// # Examples
+///
+/// ```
+/// use opero_core::RetryConfig;
+/// use std::time::Duration;
+///
+/// let cfg: RetryConfig = serde_json::from_str(r#"{"retries": 2, "min_delay": "50ms"}"#).unwrap();
+/// assert_eq!(cfg.retries, 2);
+/// assert_eq!(cfg.min_delay, Duration::from_millis(50));
+/// assert_eq!(cfg.max_delay, Duration::from_secs(30));
+/// ```
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(try_from = "RawRetryConfig", into = "RawRetryConfig")]
+pub struct RetryConfig {
+    /// Retries after the first attempt: `retries + 1` attempts per fallback value; 0 means one attempt.
+    pub retries: u32,
+    /// Growth of the delay from one retry to the next; at least 1.
+    pub backoff_factor: f64,
+    /// Delay before the first retry, and the floor of every jittered delay.
+    pub min_delay: Duration,
+    /// Ceiling of every delay.
+    pub max_delay: Duration,
+    /// How the delay is randomised.
+    pub jitter: Jitter,
+    /// Which of the user's errors are retried (not serialized: set it in code).
+    pub retry_on: RetryOn,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            retries: 3,
+            backoff_factor: 1.5,
+            min_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(30),
+            jitter: Jitter::Full,
+            retry_on: RetryOn::Always,
+        }
+    }
+}
+
+impl fmt::Debug for RetryConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RetryConfig")
+            .field("retries", &self.retries)
+            .field("backoff_factor", &self.backoff_factor)
+            .field("min_delay", &self.min_delay)
+            .field("max_delay", &self.max_delay)
+            .field("jitter", &self.jitter)
+            .field("retry_on", &self.retry_on)
+            .finish()
+    }
+}
+
+impl RetryConfig {
+    /// Checks every value; the error names the first field that is out of range.
+    pub fn validate(&self) -> Result<(), OperoError> {
+        let f = self.backoff_factor;
+        if !f.is_finite() || f < 1.0 {
+            return Err(OperoError::invalid_config(
+                "retry.backoff_factor",
+                f,
+                "must be a finite number of at least 1",
+            ));
+        }
+        if self.min_delay > self.max_delay {
+            return Err(OperoError::invalid_config(
+                "retry.min_delay",
+                humantime::format_duration(self.min_delay),
+                format!(
+                    "must not exceed retry.max_delay ({})",
+                    humantime::format_duration(self.max_delay)
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Cache settings.
+///
+/// # Default
+///
+/// Off; when turned on: backend `"memory"`, namespace `"opero"`, no TTL (entries live until evicted),
+/// key function `"stable"`, no backend options.
+///
+/// # Examples
+///
+/// ```
+/// use opero_core::CacheConfig;
+/// use std::time::Duration;
+///
+/// let cfg: CacheConfig = serde_json::from_str(r#"{"enabled": true, "ttl": "10m"}"#).unwrap();
+/// assert_eq!(cfg.ttl, Some(Duration::from_secs(600)));
+/// assert_eq!(cfg.backend, "memory");
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "RawCacheConfig", into = "RawCacheConfig")]
+pub struct CacheConfig {
+    /// Whether calls consult the cache.
+    pub enabled: bool,
+    /// How long an entry lives; `None` keeps it until the backend evicts it.
+    pub ttl: Option<Duration>,
+    /// Backend name: `"memory"`, `"disk"`, `"redis"` (the last two behind the facade's features).
+    pub backend: String,
+    /// Prefix that isolates this cache's entries from others in the same store.
+    pub namespace: String,
+    /// Name of the key function; `"stable"` (the default) is the only built-in one.
+    pub key_function: String,
+    /// Backend-specific options (`max_capacity`, `dir`, `url`, ...), as text.
+    pub backend_options: BTreeMap<String, String>,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            enabled: false,
+            ttl: None,
+            backend: "memory".to_owned(),
+            namespace: "opero".to_owned(),
+            key_function: "stable".to_owned(),
+            backend_options: BTreeMap::new(),
+        }
+    }
+}
+
+impl CacheConfig {
+    /// An enabled cache on `backend` with the default namespace.
+    pub fn enabled(backend: &str) -> Self {
+        CacheConfig {
+            enabled: true,
+            backend: backend.to_owned(),
+            ..Default::default()
+        }
+    }
+
+    /// Checks every value; the error names the first field that is out of range.
+    pub fn validate(&self) -> Result<(), OperoError> {
+        if self.ttl == Some(Duration::ZERO) {
+            return Err(OperoError::invalid_config(
+                "cache.ttl",
+                "0s",
+                "must be positive; leave it unset for no expiry or set enabled = false",
+            ));
+        }
+        if self.namespace.is_empty() {
+            return Err(OperoError::invalid_config(
+                "cache.namespace",
+                "",
+                "must not be empty",
+            ));
+        }
+        if self.key_function != "stable" {
+            return Err(OperoError::invalid_config(
+                "cache.key_function",
+                &self.key_function,
+                "unknown key function; the built-in one is \"stable\" (pass a custom KeyFn in code)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Parses the backend option `name`, if present, naming it in the error.
+    pub fn option<T>(&self, name: &'static str) -> Result<Option<T>, OperoError>
+    where
+        T: std::str::FromStr,
+        T::Err: fmt::Display,
+    {
+        match self.backend_options.get(name) {
+            None => Ok(None),
+            Some(text) => text.parse().map(Some).map_err(|e| {
+                OperoError::invalid_config(name, text, format!("cannot parse backend option: {e}"))
+            }),
+        }
+    }
+}
+
+/// Rate-limit settings: a token bucket of `rate` permits per second holding up to `burst`.
+///
+/// # Default
+///
+/// Off (`rate: None`), `burst` 1.
+///
+/// # Examples
+///
+/// ```
+/// use opero_core::RateLimitConfig;
+///
+/// let cfg = RateLimitConfig::per_second(10.0).with_burst(5);
+/// assert!(cfg.validate().is_ok());
+/// assert!(RateLimitConfig::per_second(f64::NAN).validate().is_err());
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RateLimitConfig {
+    /// Permits per second; `None` turns rate limiting off.
+    pub rate: Option<f64>,
+    /// How many permits may be taken at once after an idle spell; at least 1.
+    pub burst: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            rate: None,
+            burst: 1,
+        }
+    }
+}
+
+impl RateLimitConfig {
+    /// `rate` permits per second with a burst of 1.
+    pub fn per_second(rate: f64) -> Self {
+        RateLimitConfig {
+            rate: Some(rate),
+            burst: 1,
+        }
+    }
+
+    /// Sets the burst.
+    pub fn with_burst(mut self, burst: u32) -> Self {
+        self.burst = burst;
+        self
+    }
+
+    /// Checks every value; the error names the first field that is out of range.
+    pub fn validate(&self) -> Result<(), OperoError> {
+        if let Some(rate) = self.rate {
+            if !rate.is_finite() || rate <= 0.0 {
+                return Err(OperoError::invalid_config(
+                    "rate_limit.rate",
+                    rate,
+                    "must be a finite number of permits per second above 0",
+                ));
+            }
+            // Below one permit per ~584 years the interval no longer fits in u64 nanoseconds.
+            if 1e9 / rate > u64::MAX as f64 / 2.0 {
+                return Err(OperoError::invalid_config(
+                    "rate_limit.rate",
+                    rate,
+                    "is too small",
+                ));
+            }
+        }
+        if self.burst == 0 {
+            return Err(OperoError::invalid_config(
+                "rate_limit.burst",
+                0,
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The whole pipeline's settings.
+///
+/// # Examples
+///
+/// ```
+/// use opero_core::OperoConfig;
+///
+/// let cfg = OperoConfig::from_json(r#"{
+///     "retry": {"retries": 5, "backoff_factor": 2.0, "min_delay": "200ms", "max_delay": "10s"},
+///     "cache": {"enabled": true, "ttl": "1h", "namespace": "weather"},
+///     "rate_limit": {"rate": 20, "burst": 5}
+/// }"#).unwrap();
+/// assert_eq!(cfg.retry.retries, 5);
+/// assert_eq!(cfg.rate_limit.rate, Some(20.0));
+///
+/// let err = OperoConfig::from_json(r#"{"retry": {"backoff_factor": -2}}"#).unwrap_err();
+/// assert_eq!(err.field(), Some("retry.backoff_factor"));
+/// ```
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OperoConfig {
+    /// Retry settings.
+    pub retry: RetryConfig,
+    /// Cache settings.
+    pub cache: CacheConfig,
+    /// Rate-limit settings.
+    pub rate_limit: RateLimitConfig,
+}
+
+impl OperoConfig {
+    /// Checks every section.
+    pub fn validate(&self) -> Result<(), OperoError> {
+        self.retry.validate()?;
+        self.cache.validate()?;
+        self.rate_limit.validate()
+    }
+
+    /// Parses and validates a JSON document, keeping the typed error of a bad value.
+    pub fn from_json(text: &str) -> Result<Self, OperoError> {
+        let raw: RawOperoConfig = serde_json::from_str(text).map_err(|e| {
+            OperoError::new(
+                crate::ErrorKind::InvalidConfig,
+                format!("malformed config: {e}"),
+            )
+        })?;
+        let cfg = OperoConfig {
+            retry: raw.retry.try_into()?,
+            cache: raw.cache.try_into()?,
+            rate_limit: raw.rate_limit,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+// ===== raw (wire) forms, validated on the way in =====
+
+/// A duration as written in a file: seconds as a number, or text such as `"1.5s"`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+enum RawDuration {
+    Seconds(f64),
+    Text(String),
+}
+
+impl RawDuration {
+    fn into_duration(self, field: &'static str) -> Result<Duration, OperoError> {
+        match self {
+            RawDuration::Seconds(s) => Duration::try_from_secs_f64(s).map_err(|_| {
+                OperoError::invalid_config(field, s, "must be a finite, non-negative duration")
+            }),
+            RawDuration::Text(t) => {
+                let trimmed = t.trim();
+                if trimmed.starts_with('-') {
+                    return Err(OperoError::invalid_config(
+                        field,
+                        &t,
+                        "must be a non-negative duration",
+                    ));
+                }
+                if let Ok(secs) = trimmed.parse::<f64>() {
+                    return RawDuration::Seconds(secs).into_duration(field);
+                }
+                parse_human(trimmed).ok_or_else(|| {
+                    OperoError::invalid_config(
+                        field,
+                        &t,
+                        "not a duration; write e.g. \"250ms\", \"1.5s\", \"2m\" or a number of seconds",
+                    )
+                })
+            }
+        }
+    }
+
+    fn from_duration(d: Duration) -> Self {
+        RawDuration::Text(humantime::format_duration(d).to_string())
+    }
+}
+
+/// Accepts humantime's forms plus a decimal number with a unit (`"1.5s"`), which humantime lacks.
+fn parse_human(text: &str) -> Option<Duration> {
+    if let Ok(d) = humantime::parse_duration(text) {
+        return Some(d);
+    }
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let scale = match unit.trim() {
+        "ns" => 1e-9,
+        "us" | "µs" => 1e-6,
+        "ms" => 1e-3,
+        "s" | "sec" | "secs" => 1.0,
+        "m" | "min" | "mins" => 60.0,
+        "h" | "hr" | "hrs" => 3600.0,
+        _ => return None,
+    };
+    Duration::try_from_secs_f64(number * scale).ok()
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default)]
+struct RawRetryConfig {
+    #[serde(alias = "attempts_after_first")]
+    retries: u32,
+    backoff_factor: f64,
+    min_delay: RawDuration,
+    max_delay: RawDuration,
+    jitter: Jitter,
+}
+
+impl Default for RawRetryConfig {
+    fn default() -> Self {
+        RetryConfig::default().into()
+    }
+}
+
+impl From<RetryConfig> for RawRetryConfig {
+    fn from(c: RetryConfig) -> Self {
+        RawRetryConfig {
+            retries: c.retries,
+            backoff_factor: c.backoff_factor,
+            min_delay: RawDuration::from_duration(c.min_delay),
+            max_delay: RawDuration::from_duration(c.max_delay),
+            jitter: c.jitter,
+        }
+    }
+}
+
+impl TryFrom<RawRetryConfig> for RetryConfig {
+    type Error = OperoError;
+    fn try_from(raw: RawRetryConfig) -> Result<Self, OperoError> {
+        let cfg = RetryConfig {
+            retries: raw.retries,
+            backoff_factor: raw.backoff_factor,
+            min_delay: raw.min_delay.into_duration("retry.min_delay")?,
+            max_delay: raw.max_delay.into_duration("retry.max_delay")?,
+            jitter: raw.jitter,
+            retry_on: RetryOn::Always,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default)]
+struct RawCacheConfig {
+    enabled: bool,
+    ttl: Option<RawDuration>,
+    #[serde(alias = "cache_backend")]
+    backend: String,
+    namespace: String,
+    key_function: String,
+    backend_options: BTreeMap<String, String>,
+}
+
+impl Default for RawCacheConfig {
+    fn default() -> Self {
+        CacheConfig::default().into()
+    }
+}
+
+impl From<CacheConfig> for RawCacheConfig {
+    fn from(c: CacheConfig) -> Self {
+        RawCacheConfig {
+            enabled: c.enabled,
+            ttl: c.ttl.map(RawDuration::from_duration),
+            backend: c.backend,
+            namespace: c.namespace,
+            key_function: c.key_function,
+            backend_options: c.backend_options,
+        }
+    }
+}
+
+impl TryFrom<RawCacheConfig> for CacheConfig {
+    type Error = OperoError;
+    fn try_from(raw: RawCacheConfig) -> Result<Self, OperoError> {
+        let cfg = CacheConfig {
+            enabled: raw.enabled,
+            ttl: raw
+                .ttl
+                .map(|t| t.into_duration("cache.ttl"))
+                .transpose()?,
+            backend: raw.backend,
+            namespace: raw.namespace,
+            key_function: raw.key_function,
+            backend_options: raw.backend_options,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawOperoConfig {
+    retry: RawRetryConfig,
+    cache: RawCacheConfig,
+    rate_limit: RateLimitConfig,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_text_or_seconds() {
+        let d = |s: &str| {
+            serde_json::from_str::<RawDuration>(s)
+                .unwrap()
+                .into_duration("f")
+        };
+        assert_eq!(d("0.25").unwrap(), Duration::from_millis(250));
+        assert_eq!(d("\"1.5s\"").unwrap(), Duration::from_millis(1500));
+        assert_eq!(d("\"2m 3s\"").unwrap(), Duration::from_secs(123));
+        assert_eq!(d("\"100ms\"").unwrap(), Duration::from_millis(100));
+        assert_eq!(d("-1").unwrap_err().field(), Some("f"));
+        assert_eq!(d("\"-1s\"").unwrap_err().value(), Some("-1s"));
+        assert!(d("\"soon\"").is_err());
+    }
+
+    #[test]
+    fn config_round_trips_through_json() {
+        let cfg = OperoConfig {
+            retry: RetryConfig {
+                retries: 7,
+                min_delay: Duration::from_millis(250),
+                ..Default::default()
+            },
+            cache: CacheConfig {
+                ttl: Some(Duration::from_secs(90)),
+                ..CacheConfig::enabled("memory")
+            },
+            rate_limit: RateLimitConfig::per_second(3.5).with_burst(2),
+        };
+        let text = serde_json::to_string(&cfg).unwrap();
+        let back = OperoConfig::from_json(&text).unwrap();
+        assert_eq!(back.retry.retries, 7);
+        assert_eq!(back.retry.min_delay, Duration::from_millis(250));
+        assert_eq!(back.cache, cfg.cache);
+        assert_eq!(back.rate_limit, cfg.rate_limit);
+    }
+}

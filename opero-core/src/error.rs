@@ -1,0 +1,359 @@
+//! Errors: [`OperoError`] for the machinery, [`AllFailedError`] for a call whose every attempt failed.
+
+use std::fmt;
+use std::time::Duration;
+
+/// What kind of machinery failure an [`OperoError`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// A configuration value is out of range or malformed; `field` and `value` say which.
+    InvalidConfig,
+    /// A cache backend name that no crate provides.
+    UnknownBackend,
+    /// A cache backend whose cargo feature is not enabled.
+    FeatureDisabled,
+    /// A cache backend failed (I/O, network, timeout).
+    Backend,
+    /// A value could not be encoded, or a stored entry could not be decoded.
+    Codec,
+    /// An executor or worker failed to start or to run.
+    Executor,
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ErrorKind::InvalidConfig => "invalid configuration",
+            ErrorKind::UnknownBackend => "unknown cache backend",
+            ErrorKind::FeatureDisabled => "feature disabled",
+            ErrorKind::Backend => "cache backend error",
+            ErrorKind::Codec => "codec error",
+            ErrorKind::Executor => "executor error",
+        })
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The one error type of opero's machinery: bad configuration, a backend that failed, a codec error.
+///
+/// The user's own errors never become an `OperoError`; they travel inside [`AllFailedError`].
+///
+/// # Examples
+///
+/// ```
+/// use opero_core::{ErrorKind, RateLimitConfig};
+///
+/// let err = RateLimitConfig::per_second(0.0).validate().unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::InvalidConfig);
+/// assert_eq!(err.field(), Some("rate_limit.rate"));
+/// assert_eq!(err.value(), Some("0"));
+/// ```
+#[derive(Debug)]
+pub struct OperoError {
+    kind: ErrorKind,
+    message: String,
+    field: Option<&'static str>,
+    value: Option<String>,
+    temporary: bool,
+    source: Option<BoxError>,
+}
+
+impl OperoError {
+    /// A new error of `kind` with a human-readable message.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        OperoError {
+            kind,
+            message: message.into(),
+            field: None,
+            value: None,
+            temporary: false,
+            source: None,
+        }
+    }
+
+    /// A configuration error naming the field and the rejected value.
+    pub fn invalid_config(
+        field: &'static str,
+        value: impl fmt::Display,
+        reason: impl Into<String>,
+    ) -> Self {
+        OperoError {
+            kind: ErrorKind::InvalidConfig,
+            message: reason.into(),
+            field: Some(field),
+            value: Some(value.to_string()),
+            temporary: false,
+            source: None,
+        }
+    }
+
+    /// A backend failure; temporary, since the backend may come back.
+    pub fn backend(message: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        OperoError::new(ErrorKind::Backend, message)
+            .with_source(source)
+            .set_temporary(true)
+    }
+
+    /// Attaches the underlying cause.
+    pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
+    /// Marks whether trying again later may succeed.
+    pub fn set_temporary(mut self, temporary: bool) -> Self {
+        self.temporary = temporary;
+        self
+    }
+
+    /// The kind of failure.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The configuration field at fault, for [`ErrorKind::InvalidConfig`] and backend selection.
+    pub fn field(&self) -> Option<&'static str> {
+        self.field
+    }
+
+    /// The rejected value, as text.
+    pub fn value(&self) -> Option<&str> {
+        self.value.as_deref()
+    }
+
+    /// The message without kind, field or value.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Whether trying again later may succeed (a backend that is down, a timeout).
+    pub fn is_temporary(&self) -> bool {
+        self.temporary
+    }
+}
+
+impl fmt::Display for OperoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.kind)?;
+        if let Some(field) = self.field {
+            write!(f, ": `{field}`")?;
+            if let Some(value) = &self.value {
+                write!(f, " = {value:?}")?;
+            }
+        }
+        if !self.message.is_empty() {
+            write!(f, ": {}", self.message)?;
+        }
+        if let Some(source) = &self.source {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for OperoError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// Why one attempt failed: the user's own error, or something the machinery saw happen to the call.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum AttemptError<E> {
+    /// The user's function returned this error.
+    Failed(E),
+    /// The user's function panicked (only where opero catches panics, as in `opmap`); the message is
+    /// the panic's payload when it was a string. Panics are bugs, so they are never retried.
+    Panicked(String),
+    /// A worker process died while running the attempt (exit status or signal). Retried per the
+    /// retry settings, on a fresh worker.
+    Crashed(String),
+    /// The attempt ran longer than its timeout and was abandoned. Retried per the retry settings.
+    TimedOut(Duration),
+}
+
+impl<E> AttemptError<E> {
+    /// The user's error, if this attempt failed with one.
+    pub fn user_error(&self) -> Option<&E> {
+        match self {
+            AttemptError::Failed(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The user's error by value, if this attempt failed with one.
+    pub fn into_user_error(self) -> Option<E> {
+        match self {
+            AttemptError::Failed(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for AttemptError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AttemptError::Failed(e) => e.fmt(f),
+            AttemptError::Panicked(msg) => write!(f, "panicked: {msg}"),
+            AttemptError::Crashed(status) => write!(f, "worker crashed: {status}"),
+            AttemptError::TimedOut(after) => write!(f, "timed out after {after:?}"),
+        }
+    }
+}
+
+/// One failed attempt: which fallback value it used, its number for that value, and its error.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attempt<E> {
+    /// Index of the fallback value the attempt used (0 when no fallback was configured).
+    pub fallback_index: usize,
+    /// 1-based attempt number for that fallback value.
+    pub attempt: u32,
+    /// What went wrong.
+    pub error: AttemptError<E>,
+}
+
+/// Every attempt of every fallback value failed. Holds each attempt's error, in order.
+///
+/// The user's error type `E` passes through untouched: [`AllFailedError::last_error`] and
+/// [`AllFailedError::into_last_error`] give it back.
+///
+/// # Examples
+///
+/// ```
+/// use opero_core::{Opero, OperoConfig, RetryConfig, Jitter, NoCache};
+/// use std::time::Duration;
+///
+/// let cfg = OperoConfig {
+///     retry: RetryConfig { retries: 1, min_delay: Duration::ZERO, jitter: Jitter::None, ..Default::default() },
+///     ..Default::default()
+/// };
+/// let opero = Opero::<NoCache>::new(cfg).unwrap();
+/// let err = opero.run(|| Err::<(), _>("boom")).unwrap_err();
+/// assert_eq!(err.len(), 2);
+/// assert_eq!(err.last_error(), Some(&"boom"));
+/// assert!(err.to_string().starts_with("all 2 attempts failed"));
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct AllFailedError<E> {
+    attempts: Vec<Attempt<E>>,
+}
+
+impl<E> AllFailedError<E> {
+    /// An empty record; attempts are pushed as they fail.
+    pub fn new() -> Self {
+        AllFailedError {
+            attempts: Vec::new(),
+        }
+    }
+
+    /// An error made of a single failure, as a worker crash outside any retry loop.
+    pub fn single(fallback_index: usize, attempt: u32, error: AttemptError<E>) -> Self {
+        let mut all = AllFailedError::new();
+        all.push(fallback_index, attempt, error);
+        all
+    }
+
+    /// Records one failed attempt.
+    pub fn push(&mut self, fallback_index: usize, attempt: u32, error: AttemptError<E>) {
+        self.attempts.push(Attempt {
+            fallback_index,
+            attempt,
+            error,
+        });
+    }
+
+    /// Every attempt, in the order they ran.
+    pub fn attempts(&self) -> &[Attempt<E>] {
+        &self.attempts
+    }
+
+    /// Every attempt by value.
+    pub fn into_attempts(self) -> Vec<Attempt<E>> {
+        self.attempts
+    }
+
+    /// How many attempts failed.
+    pub fn len(&self) -> usize {
+        self.attempts.len()
+    }
+
+    /// Whether no attempt was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.attempts.is_empty()
+    }
+
+    /// The last attempt.
+    pub fn last(&self) -> Option<&Attempt<E>> {
+        self.attempts.last()
+    }
+
+    /// The user's error of the last attempt that failed with one.
+    pub fn last_error(&self) -> Option<&E> {
+        self.attempts.iter().rev().find_map(|a| a.error.user_error())
+    }
+
+    /// The user's error of the last attempt that failed with one, by value.
+    pub fn into_last_error(self) -> Option<E> {
+        self.attempts
+            .into_iter()
+            .rev()
+            .find_map(|a| a.error.into_user_error())
+    }
+
+    /// How many distinct fallback values were tried.
+    pub fn fallbacks_tried(&self) -> usize {
+        let mut count = 0;
+        let mut previous = None;
+        for a in &self.attempts {
+            if previous != Some(a.fallback_index) {
+                count += 1;
+                previous = Some(a.fallback_index);
+            }
+        }
+        count
+    }
+}
+
+impl<E> Default for AllFailedError<E> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for AllFailedError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.attempts.len();
+        write!(
+            f,
+            "all {n} attempt{} failed across {} fallback value{}",
+            if n == 1 { "" } else { "s" },
+            self.fallbacks_tried(),
+            if self.fallbacks_tried() == 1 { "" } else { "s" }
+        )?;
+        if let Some(last) = self.attempts.last() {
+            write!(
+                f,
+                "; last (fallback {}, attempt {}): {}",
+                last.fallback_index, last.attempt, last.error
+            )?;
+        }
+        if n > 1 {
+            f.write_str(" [")?;
+            for (i, a) in self.attempts.iter().enumerate() {
+                if i > 0 {
+                    f.write_str("; ")?;
+                }
+                write!(f, "#{}.{}: {}", a.fallback_index, a.attempt, a.error)?;
+            }
+            f.write_str("]")?;
+        }
+        Ok(())
+    }
+}
+
+impl<E: fmt::Debug + fmt::Display> std::error::Error for AllFailedError<E> {}

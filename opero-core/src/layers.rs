@@ -1,0 +1,193 @@
+//! Each layer of the pipeline on its own, for code that wants one without configuring the rest:
+//! the counterparts of the original's `get_retry_decorator`, `get_rate_limit_decorator`,
+//! `get_fallback_decorator` and `get_cache_decorator`.
+//!
+//! # Examples
+//!
+//! Retry a closure, no cache, no limiter:
+//!
+//! ```
+//! use opero_core::{layers, Backoff, Jitter, RetryConfig};
+//! use std::time::Duration;
+//!
+//! let policy = Backoff::new(RetryConfig { retries: 2, min_delay: Duration::ZERO, jitter: Jitter::None, ..Default::default() }).unwrap();
+//! let mut calls = 0;
+//! let out = layers::retry(&policy, || { calls += 1; if calls < 3 { Err("again") } else { Ok(calls) } });
+//! assert_eq!(out.unwrap(), 3);
+//! ```
+
+use std::fmt::Display;
+use std::future::Future;
+use std::time::Duration;
+
+use crate::cache::{CacheBackend, CacheValue};
+use crate::error::{AllFailedError, AttemptError};
+use crate::key::CacheKey;
+use crate::opero::Fallbacks;
+use crate::pipeline::Attempts;
+use crate::rate_limit::RateLimiter;
+use crate::retry::RetryPolicy;
+
+/// A policy that never retries: one attempt per fallback value.
+struct Once;
+
+impl<E> RetryPolicy<E> for Once {
+    fn retry_delay(&self, _attempt: u32, _error: &E) -> Option<Duration> {
+        None
+    }
+}
+
+/// Runs `f` until it succeeds or `policy` stops retrying.
+pub fn retry<T, E, P>(policy: &P, mut f: impl FnMut() -> Result<T, E>) -> Result<T, AllFailedError<E>>
+where
+    P: RetryPolicy<E> + ?Sized,
+    E: Display,
+{
+    Attempts {
+        policy,
+        limiter: None,
+        metrics: None,
+    }
+    .run_sync(&[()], |_| f().map_err(AttemptError::Failed))
+}
+
+/// The async form of [`retry`].
+pub async fn retry_async<T, E, P, Fut>(
+    policy: &P,
+    mut f: impl FnMut() -> Fut,
+) -> Result<T, AllFailedError<E>>
+where
+    P: RetryPolicy<E> + ?Sized,
+    Fut: Future<Output = Result<T, E>>,
+    E: Display,
+{
+    Attempts {
+        policy,
+        limiter: None,
+        metrics: None,
+    }
+    .run_async(&[()], |_| {
+        let fut = f();
+        async move { fut.await.map_err(AttemptError::Failed) }
+    })
+    .await
+}
+
+/// Takes a permit from `limiter` (blocking the thread while waiting), then runs `f`.
+///
+/// ```
+/// use opero_core::{layers, TokenBucket};
+/// let bucket = TokenBucket::per_second(100.0).unwrap();
+/// assert_eq!(layers::rate_limited(&bucket, || 7), 7);
+/// ```
+pub fn rate_limited<T, R: RateLimiter + ?Sized>(limiter: &R, f: impl FnOnce() -> T) -> T {
+    limiter.acquire_blocking();
+    f()
+}
+
+/// Waits for a permit from `limiter` without blocking, then runs `f`.
+pub async fn rate_limited_async<R, Fut>(limiter: &R, f: impl FnOnce() -> Fut) -> Fut::Output
+where
+    R: RateLimiter + ?Sized,
+    Fut: Future,
+{
+    limiter.acquire().await;
+    f().await
+}
+
+/// Tries `f` with each value in order, once each, until one succeeds.
+///
+/// ```
+/// use opero_core::{layers, Fallbacks};
+/// let mirrors = Fallbacks::new(vec!["down.example", "up.example"]).unwrap();
+/// let got = layers::fallback(&mirrors, |m: &&str| if m.starts_with("up") { Ok(*m) } else { Err("unreachable") });
+/// assert_eq!(got.unwrap(), "up.example");
+/// ```
+pub fn fallback<V, T, E>(
+    values: &Fallbacks<V>,
+    mut f: impl FnMut(&V) -> Result<T, E>,
+) -> Result<T, AllFailedError<E>>
+where
+    E: Display,
+{
+    Attempts {
+        policy: &Once,
+        limiter: None,
+        metrics: None,
+    }
+    .run_sync(values.as_slice(), |v| f(v).map_err(AttemptError::Failed))
+}
+
+/// The async form of [`fallback`]; each attempt gets a clone of its value.
+pub async fn fallback_async<V, T, E, Fut>(
+    values: &Fallbacks<V>,
+    mut f: impl FnMut(V) -> Fut,
+) -> Result<T, AllFailedError<E>>
+where
+    V: Clone,
+    Fut: Future<Output = Result<T, E>>,
+    E: Display,
+{
+    Attempts {
+        policy: &Once,
+        limiter: None,
+        metrics: None,
+    }
+    .run_async(values.as_slice(), |v| {
+        let fut = f(v.clone());
+        async move { fut.await.map_err(AttemptError::Failed) }
+    })
+    .await
+}
+
+/// Returns the cached value under `key`, or runs `f` and caches its success for `ttl`. A backend
+/// failure is logged and the call runs uncached.
+pub fn cached<C, T, E>(
+    cache: &C,
+    key: &CacheKey<'_>,
+    ttl: Option<Duration>,
+    f: impl FnOnce() -> Result<T, E>,
+) -> Result<T, E>
+where
+    C: CacheBackend + ?Sized,
+    T: CacheValue,
+{
+    match cache.get::<T>(key) {
+        Ok(Some(hit)) => return Ok(hit),
+        Ok(None) => {}
+        Err(e) => tracing::warn!(target: "opero", error = %e, "cache get failed; running uncached"),
+    }
+    let out = f();
+    if let Ok(value) = &out {
+        if let Err(e) = cache.set(key, value, ttl) {
+            tracing::warn!(target: "opero", error = %e, "cache set failed");
+        }
+    }
+    out
+}
+
+/// The async form of [`cached`].
+pub async fn cached_async<C, T, E, Fut>(
+    cache: &C,
+    key: &CacheKey<'_>,
+    ttl: Option<Duration>,
+    f: impl FnOnce() -> Fut,
+) -> Result<T, E>
+where
+    C: CacheBackend + ?Sized,
+    T: CacheValue,
+    Fut: Future<Output = Result<T, E>>,
+{
+    match cache.get_async::<T>(key).await {
+        Ok(Some(hit)) => return Ok(hit),
+        Ok(None) => {}
+        Err(e) => tracing::warn!(target: "opero", error = %e, "cache get failed; running uncached"),
+    }
+    let out = f().await;
+    if let Ok(value) = &out {
+        if let Err(e) = cache.set_async(key, value, ttl).await {
+            tracing::warn!(target: "opero", error = %e, "cache set failed");
+        }
+    }
+    out
+}

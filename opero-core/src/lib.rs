@@ -1,0 +1,56 @@
+//! The core of [opero](https://docs.rs/opero): traits, configuration, errors, backoff, rate limiter
+//! and the resilience pipeline. It pulls in no cache store, no thread pool and no network client,
+//! so a library can depend on it alone.
+//!
+//! One call goes through, outermost first:
+//!
+//! 1. **cache lookup** ([`CacheBackend`], keyed by [`KeyFn`]): a hit returns at once, taking no
+//!    rate-limit permit and running no retry;
+//! 2. **fallback**: each alternative value of one argument ([`Fallbacks`]) in order ...
+//! 3. **retry** ([`RetryPolicy`], built in: [`Backoff`]): ... with `retries + 1` attempts each ...
+//! 4. **rate limit** ([`RateLimiter`], built in: [`TokenBucket`]): ... each attempt takes a permit ...
+//! 5. **call** the user's function, sync or async.
+//!
+//! When every attempt fails the call returns [`AllFailedError`], which keeps every attempt's error.
+//! A failing cache backend never fails the call: it runs uncached and the failure is counted in
+//! [`Metrics`] and logged through `tracing`.
+//!
+//! # Examples
+//!
+//! ```
+//! use opero_core::{Opero, NoCache, Jitter};
+//! use std::time::Duration;
+//!
+//! let opero = Opero::<NoCache>::builder()
+//!     .retries(3)
+//!     .min_delay(Duration::from_millis(1))
+//!     .jitter(Jitter::None)
+//!     .build()
+//!     .unwrap();
+//! let mut failures_left = 2;
+//! let value = opero.run(|| {
+//!     if failures_left > 0 { failures_left -= 1; Err("flaky") } else { Ok(42) }
+//! });
+//! assert_eq!(value.unwrap(), 42);
+//! assert_eq!(opero.metrics().retries, 2);
+//! ```
+
+mod cache;
+mod config;
+mod error;
+mod key;
+pub mod layers;
+mod metrics;
+mod opero;
+mod pipeline;
+mod rate_limit;
+mod retry;
+
+pub use cache::{BuildCache, CacheBackend, CacheValue, NoCache};
+pub use config::{CacheConfig, OperoConfig, RateLimitConfig, RetryConfig};
+pub use error::{AllFailedError, Attempt, AttemptError, ErrorKind, OperoError};
+pub use key::{CacheKey, FunctionId, FunctionLabel, KeyFn, StableKey};
+pub use metrics::{Metrics, MetricsSnapshot};
+pub use opero::{Fallbacks, Opero, OperoBuilder, Wrapped, WrappedAsync};
+pub use rate_limit::{Acquire, RateLimiter, TokenBucket};
+pub use retry::{Backoff, Jitter, RetryOn, RetryPolicy};

@@ -1,0 +1,950 @@
+//! [`Opero`]: one configured pipeline (cache → fallback → retry → rate limit → call), its builder,
+//! and the callables it wraps functions into.
+
+use std::fmt::{self, Display};
+use std::future::Future;
+use std::panic::Location;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::cache::{BuildCache, CacheBackend, CacheValue};
+use crate::config::{CacheConfig, OperoConfig, RateLimitConfig};
+use crate::error::{AllFailedError, AttemptError, OperoError};
+use crate::key::{CacheKey, FunctionId, KeyFn, StableKey};
+use crate::metrics::{Metrics, MetricsSnapshot};
+use crate::pipeline::Attempts;
+use crate::rate_limit::{RateLimiter, TokenBucket};
+use crate::retry::{Backoff, Jitter, RetryOn, RetryPolicy};
+
+/// A non-empty list of alternative values for one argument (backup API keys, mirror URLs), tried in
+/// order, each with the full retry budget.
+///
+/// # Examples
+///
+/// ```
+/// use opero_core::Fallbacks;
+///
+/// let keys = Fallbacks::new(vec!["key-a".to_string(), "key-b".to_string()]).unwrap();
+/// assert_eq!(keys.len(), 2);
+/// let err = Fallbacks::<String>::new(vec![]).unwrap_err();
+/// assert_eq!(err.field(), Some("fallbacks"));
+/// ```
+#[derive(Clone)]
+pub struct Fallbacks<V> {
+    values: Arc<[V]>,
+}
+
+impl<V> Fallbacks<V> {
+    /// The values, in the order they are tried; an empty list is an error naming `fallbacks`.
+    pub fn new(values: impl Into<Vec<V>>) -> Result<Self, OperoError> {
+        let values: Vec<V> = values.into();
+        if values.is_empty() {
+            return Err(OperoError::invalid_config(
+                "fallbacks",
+                "[]",
+                "needs at least one value",
+            ));
+        }
+        Ok(Fallbacks {
+            values: values.into(),
+        })
+    }
+
+    /// The values.
+    pub fn as_slice(&self) -> &[V] {
+        &self.values
+    }
+
+    /// How many values there are (at least one).
+    #[allow(clippy::len_without_is_empty)]
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+}
+
+impl Fallbacks<()> {
+    /// The single unit value of a call without fallbacks.
+    fn none() -> Self {
+        Fallbacks {
+            values: Arc::from(NO_FALLBACK),
+        }
+    }
+}
+
+impl<V> fmt::Debug for Fallbacks<V> {
+    // Fallback values may be secrets, so only their number is shown.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Fallbacks({} values)", self.values.len())
+    }
+}
+
+/// The single value used when a call has no fallback list.
+const NO_FALLBACK: &[()] = &[()];
+
+struct Shared<C, K, P> {
+    cache: Option<C>,
+    cache_config: CacheConfig,
+    key_fn: K,
+    policy: P,
+    limiter: Option<Arc<dyn RateLimiter>>,
+    metrics: Arc<Metrics>,
+    name: Option<Box<str>>,
+}
+
+/// A configured resilience pipeline: cache lookup, then fallback across alternative values, each
+/// with retries and exponential backoff, each attempt rate-limited, then the call.
+///
+/// Cloning is cheap; clones share the cache, the rate limiter and the counters.
+///
+/// The forms, each sync and async:
+///
+/// | form | the cache key | the closure gets |
+/// |---|---|---|
+/// | [`run`](Opero::run) / [`run_async`](Opero::run_async) | no cache | nothing |
+/// | [`call`](Opero::call) / [`call_async`](Opero::call_async) | the arguments | the arguments |
+/// | [`run_fallback`](Opero::run_fallback) / [`run_fallback_async`](Opero::run_fallback_async) | no cache | each fallback value in turn |
+/// | [`call_fallback`](Opero::call_fallback) / [`call_fallback_async`](Opero::call_fallback_async) | the arguments (not the fallback value) | the arguments and each fallback value |
+///
+/// # Examples
+///
+/// ```
+/// use opero_core::{Opero, OperoConfig, RetryConfig, Jitter, NoCache, Fallbacks};
+/// use std::time::Duration;
+///
+/// let opero = Opero::<NoCache>::builder()
+///     .retries(2)
+///     .min_delay(Duration::from_millis(1))
+///     .jitter(Jitter::None)
+///     .build()
+///     .unwrap();
+///
+/// let keys = Fallbacks::new(vec!["revoked", "good"]).unwrap();
+/// let mut attempts = 0;
+/// let answer = opero.run_fallback(&keys, |key: &&str| {
+///     attempts += 1;
+///     if *key == "revoked" { Err("401") } else { Ok(format!("served by {key}")) }
+/// });
+/// assert_eq!(answer.unwrap(), "served by good");
+/// assert_eq!(attempts, 4); // 3 attempts with the revoked key, 1 with the good one
+/// ```
+pub struct Opero<C, K = StableKey, P = Backoff> {
+    shared: Arc<Shared<C, K, P>>,
+}
+
+impl<C, K, P> Clone for Opero<C, K, P> {
+    fn clone(&self) -> Self {
+        Opero {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<C, K, P> fmt::Debug for Opero<C, K, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Opero")
+            .field("cache", &self.shared.cache.is_some())
+            .field("namespace", &self.shared.cache_config.namespace)
+            .field("rate_limited", &self.shared.limiter.is_some())
+            .field("name", &self.shared.name)
+            .finish()
+    }
+}
+
+// ===== impl Opero: construction =====
+
+impl<C: BuildCache> Opero<C> {
+    /// A pipeline from a validated config; the backend `C` is built from `config.cache` when the
+    /// cache is enabled (and not at all otherwise).
+    pub fn new(config: OperoConfig) -> Result<Self, OperoError> {
+        OperoBuilder::from_config(config).build()
+    }
+
+    /// A builder starting from the defaults.
+    pub fn builder() -> OperoBuilder<C> {
+        OperoBuilder::from_config(OperoConfig::default())
+    }
+}
+
+impl<C: CacheBackend> Opero<C> {
+    /// A pipeline over a backend the caller built. The cache is consulted only when
+    /// `config.cache.enabled` is true.
+    pub fn with_cache(config: OperoConfig, cache: C) -> Result<Self, OperoError> {
+        OperoBuilder::from_config(config)
+            .cache_backend(cache)
+            .build_with_given_cache()
+    }
+}
+
+impl<C, K, P> Opero<C, K, P> {
+    /// The counters of this pipeline and its clones.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.shared.metrics.snapshot()
+    }
+
+    /// The live counters, for executors and backends that report into them.
+    pub fn metrics_handle(&self) -> &Arc<Metrics> {
+        &self.shared.metrics
+    }
+
+    /// The cache backend, when caching is on.
+    pub fn cache(&self) -> Option<&C> {
+        self.shared.cache.as_ref()
+    }
+
+    /// The cache settings.
+    pub fn cache_config(&self) -> &CacheConfig {
+        &self.shared.cache_config
+    }
+
+    /// The shared rate limiter, when rate limiting is on.
+    pub fn rate_limiter(&self) -> Option<&Arc<dyn RateLimiter>> {
+        self.shared.limiter.as_ref()
+    }
+
+    /// The retry policy.
+    pub fn retry_policy(&self) -> &P {
+        &self.shared.policy
+    }
+
+    /// The function name given with [`OperoBuilder::name`].
+    pub fn name(&self) -> Option<&str> {
+        self.shared.name.as_deref()
+    }
+
+    fn attempts(&self) -> Attempts<'_, P> {
+        Attempts {
+            policy: &self.shared.policy,
+            limiter: self.shared.limiter.as_deref(),
+            metrics: Some(&self.shared.metrics),
+        }
+    }
+}
+
+// ===== impl Opero: the forms =====
+
+impl<C, K, P> Opero<C, K, P>
+where
+    C: CacheBackend,
+    K: KeyFn,
+{
+    /// Runs `f` with retries and rate limiting; no cache (there are no arguments to key it on).
+    #[inline]
+    pub fn run<T, E, F>(&self, mut f: F) -> Result<T, AllFailedError<E>>
+    where
+        F: FnMut() -> Result<T, E>,
+        P: RetryPolicy<E>,
+        E: Display,
+    {
+        self.attempts()
+            .run_sync(NO_FALLBACK, |_| f().map_err(AttemptError::Failed))
+    }
+
+    /// The async form of [`run`](Opero::run).
+    pub async fn run_async<T, E, F, Fut>(&self, mut f: F) -> Result<T, AllFailedError<E>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        P: RetryPolicy<E>,
+        E: Display,
+    {
+        self.attempts()
+            .run_async(NO_FALLBACK, |_| {
+                let fut = f();
+                async move { fut.await.map_err(AttemptError::Failed) }
+            })
+            .await
+    }
+
+    /// Runs `f` once per fallback value in order, each with its full retry budget; no cache.
+    pub fn run_fallback<V, T, E, F>(
+        &self,
+        fallbacks: &Fallbacks<V>,
+        mut f: F,
+    ) -> Result<T, AllFailedError<E>>
+    where
+        F: FnMut(&V) -> Result<T, E>,
+        P: RetryPolicy<E>,
+        E: Display,
+    {
+        self.attempts()
+            .run_sync(fallbacks.as_slice(), |v| f(v).map_err(AttemptError::Failed))
+    }
+
+    /// The async form of [`run_fallback`](Opero::run_fallback); each attempt gets a clone of the value.
+    pub async fn run_fallback_async<V, T, E, F, Fut>(
+        &self,
+        fallbacks: &Fallbacks<V>,
+        mut f: F,
+    ) -> Result<T, AllFailedError<E>>
+    where
+        V: Clone,
+        F: FnMut(V) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        P: RetryPolicy<E>,
+        E: Display,
+    {
+        self.attempts()
+            .run_async(fallbacks.as_slice(), |v| {
+                let fut = f(v.clone());
+                async move { fut.await.map_err(AttemptError::Failed) }
+            })
+            .await
+    }
+
+    /// Looks `args` up in the cache; on a miss runs `f(args)` with retries and rate limiting and
+    /// caches a success.
+    #[track_caller]
+    pub fn call<A, T, E, F>(&self, args: &A, mut f: F) -> Result<T, AllFailedError<E>>
+    where
+        A: Serialize + ?Sized,
+        T: CacheValue,
+        F: FnMut(&A) -> Result<T, E>,
+        P: RetryPolicy<E>,
+        E: Display,
+    {
+        let function = FunctionId::of::<F>(Location::caller());
+        self.call_attempts(function, args, NO_FALLBACK, |a, _| {
+            f(a).map_err(AttemptError::Failed)
+        })
+    }
+
+    /// The async form of [`call`](Opero::call); each attempt gets a clone of `args`.
+    #[track_caller]
+    pub fn call_async<A, T, E, F, Fut>(
+        &self,
+        args: A,
+        mut f: F,
+    ) -> impl Future<Output = Result<T, AllFailedError<E>>> + '_
+    where
+        A: Serialize + Clone + 'static,
+        T: CacheValue,
+        F: FnMut(A) -> Fut + 'static,
+        Fut: Future<Output = Result<T, E>>,
+        P: RetryPolicy<E>,
+        E: Display,
+    {
+        let function = FunctionId::of::<F>(Location::caller());
+        async move {
+            self.call_attempts_async(function, &args, NO_FALLBACK, |a: &A, _| {
+                let fut = f(a.clone());
+                async move { fut.await.map_err(AttemptError::Failed) }
+            })
+            .await
+        }
+    }
+
+    /// Looks `args` up in the cache (the fallback value is not part of the key); on a miss tries
+    /// `f(args, value)` for each fallback value in order, each with its full retry budget.
+    #[track_caller]
+    pub fn call_fallback<A, V, T, E, F>(
+        &self,
+        args: &A,
+        fallbacks: &Fallbacks<V>,
+        mut f: F,
+    ) -> Result<T, AllFailedError<E>>
+    where
+        A: Serialize + ?Sized,
+        T: CacheValue,
+        F: FnMut(&A, &V) -> Result<T, E>,
+        P: RetryPolicy<E>,
+        E: Display,
+    {
+        let function = FunctionId::of::<F>(Location::caller());
+        self.call_attempts(function, args, fallbacks.as_slice(), |a, v| {
+            f(a, v).map_err(AttemptError::Failed)
+        })
+    }
+
+    /// The async form of [`call_fallback`](Opero::call_fallback).
+    #[track_caller]
+    pub fn call_fallback_async<'a, A, V, T, E, F, Fut>(
+        &'a self,
+        args: A,
+        fallbacks: &'a Fallbacks<V>,
+        mut f: F,
+    ) -> impl Future<Output = Result<T, AllFailedError<E>>> + 'a
+    where
+        A: Serialize + Clone + 'a,
+        V: Clone,
+        T: CacheValue,
+        F: FnMut(A, V) -> Fut + 'a,
+        Fut: Future<Output = Result<T, E>>,
+        P: RetryPolicy<E>,
+        E: Display,
+    {
+        let function = FunctionId::of::<F>(Location::caller());
+        async move {
+            self.call_attempts_async(function, &args, fallbacks.as_slice(), |a: &A, v: &V| {
+                let fut = f(a.clone(), v.clone());
+                async move { fut.await.map_err(AttemptError::Failed) }
+            })
+            .await
+        }
+    }
+
+    /// The general sync form on which the others stand: cache lookup by `(function, args)`, then
+    /// `f(args, value)` over `values` with retries, where `f` reports each failure as an
+    /// [`AttemptError`] (so an executor can report a panic or a crashed worker).
+    pub fn call_attempts<A, V, T, E, F>(
+        &self,
+        function: FunctionId<'_>,
+        args: &A,
+        values: &[V],
+        mut f: F,
+    ) -> Result<T, AllFailedError<E>>
+    where
+        A: Serialize + ?Sized,
+        T: CacheValue,
+        F: FnMut(&A, &V) -> Result<T, AttemptError<E>>,
+        P: RetryPolicy<E>,
+        E: Display,
+    {
+        let Some(cache) = &self.shared.cache else {
+            return self.attempts().run_sync(values, |v| f(args, v));
+        };
+        let function = function.or_named(self.name());
+        let Some(key) = self.key(&function, args) else {
+            return self.attempts().run_sync(values, |v| f(args, v));
+        };
+        match cache.get::<T>(&key) {
+            Ok(Some(hit)) => {
+                self.on_hit(&key);
+                return Ok(hit);
+            }
+            Ok(None) => self.on_miss(&key),
+            Err(e) => self.on_backend_error("get", &key, &e),
+        }
+        let result = self.attempts().run_sync(values, |v| f(args, v));
+        if let Ok(value) = &result {
+            if let Err(e) = cache.set(&key, value, self.shared.cache_config.ttl) {
+                self.on_backend_error("set", &key, &e);
+            }
+        }
+        result
+    }
+
+    /// The general sync form without a cache: `f(value)` over `values` with retries.
+    pub fn run_attempts<V, T, E, F>(&self, values: &[V], f: F) -> Result<T, AllFailedError<E>>
+    where
+        F: FnMut(&V) -> Result<T, AttemptError<E>>,
+        P: RetryPolicy<E>,
+        E: Display,
+    {
+        self.attempts().run_sync(values, f)
+    }
+
+    /// The async twin of [`call_attempts`](Opero::call_attempts).
+    pub async fn call_attempts_async<A, V, T, E, F, Fut>(
+        &self,
+        function: FunctionId<'_>,
+        args: &A,
+        values: &[V],
+        mut f: F,
+    ) -> Result<T, AllFailedError<E>>
+    where
+        A: Serialize + ?Sized,
+        T: CacheValue,
+        F: FnMut(&A, &V) -> Fut,
+        Fut: Future<Output = Result<T, AttemptError<E>>>,
+        P: RetryPolicy<E>,
+        E: Display,
+    {
+        let Some(cache) = &self.shared.cache else {
+            return self.attempts().run_async(values, |v| f(args, v)).await;
+        };
+        let function = function.or_named(self.name());
+        let Some(key) = self.key(&function, args) else {
+            return self.attempts().run_async(values, |v| f(args, v)).await;
+        };
+        match cache.get_async::<T>(&key).await {
+            Ok(Some(hit)) => {
+                self.on_hit(&key);
+                return Ok(hit);
+            }
+            Ok(None) => self.on_miss(&key),
+            Err(e) => self.on_backend_error("get", &key, &e),
+        }
+        let result = self.attempts().run_async(values, |v| f(args, v)).await;
+        if let Ok(value) = &result {
+            if let Err(e) = cache
+                .set_async(&key, value, self.shared.cache_config.ttl)
+                .await
+            {
+                self.on_backend_error("set", &key, &e);
+            }
+        }
+        result
+    }
+
+    /// The async twin of [`run_attempts`](Opero::run_attempts).
+    pub async fn run_attempts_async<V, T, E, F, Fut>(
+        &self,
+        values: &[V],
+        f: F,
+    ) -> Result<T, AllFailedError<E>>
+    where
+        F: FnMut(&V) -> Fut,
+        Fut: Future<Output = Result<T, AttemptError<E>>>,
+        P: RetryPolicy<E>,
+        E: Display,
+    {
+        self.attempts().run_async(values, f).await
+    }
+
+    /// The cache key of a call, or `None` (counted and logged) when the arguments cannot be hashed.
+    pub fn key<'k, A: Serialize + ?Sized>(
+        &'k self,
+        function: &FunctionId<'k>,
+        args: &A,
+    ) -> Option<CacheKey<'k>> {
+        let namespace = self.shared.cache_config.namespace.as_str();
+        match self.shared.key_fn.hash(namespace, function, args) {
+            Ok(hash) => Some(CacheKey {
+                namespace,
+                function: function.label(),
+                hash,
+            }),
+            Err(e) => {
+                self.shared.metrics.cache_error();
+                tracing::warn!(target: "opero", error = %e, "cache key failed; running uncached");
+                None
+            }
+        }
+    }
+
+    fn on_hit(&self, key: &CacheKey<'_>) {
+        self.shared.metrics.cache_hit();
+        tracing::debug!(target: "opero", namespace = key.namespace, function = %key.function, "cache hit");
+    }
+
+    fn on_miss(&self, key: &CacheKey<'_>) {
+        self.shared.metrics.cache_miss();
+        tracing::debug!(target: "opero", namespace = key.namespace, function = %key.function, "cache miss");
+    }
+
+    #[cold]
+    fn on_backend_error(&self, op: &'static str, key: &CacheKey<'_>, error: &OperoError) {
+        self.shared.metrics.cache_error();
+        tracing::warn!(
+            target: "opero",
+            op,
+            namespace = key.namespace,
+            function = %key.function,
+            error = %error,
+            "cache backend error; the call runs uncached"
+        );
+    }
+}
+
+// ===== impl Opero: wrapping functions into callables =====
+
+impl<C, K, P> Opero<C, K, P> {
+    /// Wraps `f` into a callable whose arguments make the cache key: the counterpart of the
+    /// `@opero` decorator. Several arguments travel as a tuple.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use opero_core::{Opero, NoCache};
+    ///
+    /// let opero = Opero::<NoCache>::builder().retries(0).build().unwrap();
+    /// let area = opero.wrap(|(w, h): &(u32, u32)| Ok::<_, String>(w * h));
+    /// assert_eq!(area.call(&(3, 4)).unwrap(), 12);
+    /// ```
+    #[track_caller]
+    pub fn wrap<A, T, E, F>(&self, f: F) -> Wrapped<C, K, P, impl Fn(&A, &()) -> Result<T, E>, ()>
+    where
+        A: ?Sized,
+        F: Fn(&A) -> Result<T, E>,
+    {
+        let function = FunctionId::of::<F>(Location::caller());
+        Wrapped {
+            opero: self.clone(),
+            function,
+            fallbacks: Fallbacks::none(),
+            f: move |a: &A, _: &()| f(a),
+        }
+    }
+
+    /// Wraps `f`, which takes the arguments and one fallback value, into a callable that tries the
+    /// values in order.
+    #[track_caller]
+    pub fn wrap_fallback<A, V, T, E, F>(
+        &self,
+        fallbacks: Fallbacks<V>,
+        f: F,
+    ) -> Wrapped<C, K, P, F, V>
+    where
+        A: ?Sized,
+        F: Fn(&A, &V) -> Result<T, E>,
+    {
+        Wrapped {
+            opero: self.clone(),
+            function: FunctionId::of::<F>(Location::caller()),
+            fallbacks,
+            f,
+        }
+    }
+
+    /// Wraps an async function of owned arguments into a callable.
+    #[track_caller]
+    pub fn wrap_async<A, T, E, F, Fut>(
+        &self,
+        f: F,
+    ) -> WrappedAsync<C, K, P, impl Fn(A, ()) -> Fut, ()>
+    where
+        F: Fn(A) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let function = FunctionId::of::<F>(Location::caller());
+        WrappedAsync {
+            opero: self.clone(),
+            function,
+            fallbacks: Fallbacks::none(),
+            f: move |a: A, _: ()| f(a),
+        }
+    }
+
+    /// Wraps an async function of owned arguments and one fallback value into a callable.
+    #[track_caller]
+    pub fn wrap_fallback_async<A, V, T, E, F, Fut>(
+        &self,
+        fallbacks: Fallbacks<V>,
+        f: F,
+    ) -> WrappedAsync<C, K, P, F, V>
+    where
+        F: Fn(A, V) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        WrappedAsync {
+            opero: self.clone(),
+            function: FunctionId::of::<F>(Location::caller()),
+            fallbacks,
+            f,
+        }
+    }
+}
+
+/// A sync function wrapped by [`Opero::wrap`] or [`Opero::wrap_fallback`].
+pub struct Wrapped<C, K, P, F, V> {
+    opero: Opero<C, K, P>,
+    function: FunctionId<'static>,
+    fallbacks: Fallbacks<V>,
+    f: F,
+}
+
+impl<C, K, P, F, V> Wrapped<C, K, P, F, V>
+where
+    C: CacheBackend,
+    K: KeyFn,
+{
+    /// Calls the function through the pipeline.
+    pub fn call<A, T, E>(&self, args: &A) -> Result<T, AllFailedError<E>>
+    where
+        A: Serialize + ?Sized,
+        T: CacheValue,
+        F: Fn(&A, &V) -> Result<T, E>,
+        P: RetryPolicy<E>,
+        E: Display,
+    {
+        self.opero
+            .call_attempts(self.function, args, self.fallbacks.as_slice(), |a, v| {
+                (self.f)(a, v).map_err(AttemptError::Failed)
+            })
+    }
+
+    /// The pipeline the function runs in.
+    pub fn opero(&self) -> &Opero<C, K, P> {
+        &self.opero
+    }
+}
+
+/// An async function wrapped by [`Opero::wrap_async`] or [`Opero::wrap_fallback_async`].
+pub struct WrappedAsync<C, K, P, F, V> {
+    opero: Opero<C, K, P>,
+    function: FunctionId<'static>,
+    fallbacks: Fallbacks<V>,
+    f: F,
+}
+
+impl<C, K, P, F, V> WrappedAsync<C, K, P, F, V>
+where
+    C: CacheBackend,
+    K: KeyFn,
+{
+    /// Calls the function through the pipeline; each attempt gets clones of the arguments.
+    pub async fn call<A, T, E, Fut>(&self, args: A) -> Result<T, AllFailedError<E>>
+    where
+        A: Serialize + Clone,
+        T: CacheValue,
+        F: Fn(A, V) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        V: Clone,
+        P: RetryPolicy<E>,
+        E: Display,
+    {
+        self.opero
+            .call_attempts_async(self.function, &args, self.fallbacks.as_slice(), |a: &A, v: &V| {
+                let fut = (self.f)(a.clone(), v.clone());
+                async move { fut.await.map_err(AttemptError::Failed) }
+            })
+            .await
+    }
+
+    /// The pipeline the function runs in.
+    pub fn opero(&self) -> &Opero<C, K, P> {
+        &self.opero
+    }
+}
+
+// ===== impl OperoBuilder =====
+
+/// Builds an [`Opero`]: every setter reads like the original's parameter of the same name.
+///
+/// # Default
+///
+/// [`OperoConfig::default`]: 3 retries, factor 1.5, 100 ms to 30 s with full jitter, no cache, no
+/// rate limit.
+///
+/// # Examples
+///
+/// ```
+/// use opero_core::{Opero, NoCache};
+/// use std::time::Duration;
+///
+/// let opero = Opero::<NoCache>::builder()
+///     .retries(5)
+///     .backoff_factor(2.0)
+///     .min_delay(Duration::from_millis(50))
+///     .max_delay(Duration::from_secs(5))
+///     .rate_limit(20.0)
+///     .build()
+///     .unwrap();
+/// assert!(opero.rate_limiter().is_some());
+///
+/// let err = Opero::<NoCache>::builder().backoff_factor(f64::NAN).build().unwrap_err();
+/// assert_eq!(err.field(), Some("retry.backoff_factor"));
+/// ```
+#[must_use]
+pub struct OperoBuilder<C, K = StableKey, P = Backoff> {
+    config: OperoConfig,
+    cache: Option<C>,
+    key_fn: K,
+    policy: P,
+    limiter: Option<Arc<dyn RateLimiter>>,
+    name: Option<String>,
+}
+
+impl<C> OperoBuilder<C> {
+    /// A builder from a config.
+    pub fn from_config(config: OperoConfig) -> Self {
+        OperoBuilder {
+            policy: Backoff::unchecked(config.retry.clone()),
+            config,
+            cache: None,
+            key_fn: StableKey,
+            limiter: None,
+            name: None,
+        }
+    }
+}
+
+impl<C, K> OperoBuilder<C, K, Backoff> {
+    fn retry_changed(mut self, change: impl FnOnce(&mut crate::config::RetryConfig)) -> Self {
+        change(&mut self.config.retry);
+        self.policy = Backoff::unchecked(self.config.retry.clone());
+        self
+    }
+
+    /// Retries after the first attempt, per fallback value (0: one attempt). Default 3.
+    pub fn retries(self, retries: u32) -> Self {
+        self.retry_changed(|r| r.retries = retries)
+    }
+
+    /// Growth of the delay between retries, at least 1. Default 1.5.
+    pub fn backoff_factor(self, factor: f64) -> Self {
+        self.retry_changed(|r| r.backoff_factor = factor)
+    }
+
+    /// Delay before the first retry and floor of every delay. Default 100 ms.
+    pub fn min_delay(self, delay: Duration) -> Self {
+        self.retry_changed(|r| r.min_delay = delay)
+    }
+
+    /// Ceiling of every delay. Default 30 s.
+    pub fn max_delay(self, delay: Duration) -> Self {
+        self.retry_changed(|r| r.max_delay = delay)
+    }
+
+    /// Delay randomisation. Default [`Jitter::Full`].
+    pub fn jitter(self, jitter: Jitter) -> Self {
+        self.retry_changed(|r| r.jitter = jitter)
+    }
+
+    /// Which errors to retry. Default: all.
+    pub fn retry_on(self, retry_on: RetryOn) -> Self {
+        self.retry_changed(|r| r.retry_on = retry_on)
+    }
+}
+
+impl<C, K, P> OperoBuilder<C, K, P> {
+    /// Replaces the built-in backoff with a policy of the user's (the retry settings then only
+    /// serve validation).
+    pub fn retry_policy<P2>(self, policy: P2) -> OperoBuilder<C, K, P2> {
+        OperoBuilder {
+            config: self.config,
+            cache: self.cache,
+            key_fn: self.key_fn,
+            policy,
+            limiter: self.limiter,
+            name: self.name,
+        }
+    }
+
+    /// Replaces the default key function.
+    pub fn key_fn<K2: KeyFn>(self, key_fn: K2) -> OperoBuilder<C, K2, P> {
+        OperoBuilder {
+            config: self.config,
+            cache: self.cache,
+            key_fn,
+            policy: self.policy,
+            limiter: self.limiter,
+            name: self.name,
+        }
+    }
+
+    /// Turns the cache on or off. Default off.
+    pub fn cache(mut self, enabled: bool) -> Self {
+        self.config.cache.enabled = enabled;
+        self
+    }
+
+    /// Turns the cache on with this backend instance.
+    pub fn cache_backend(mut self, cache: C) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// How long entries live. Default: until evicted.
+    pub fn cache_ttl(mut self, ttl: Duration) -> Self {
+        self.config.cache.ttl = Some(ttl);
+        self
+    }
+
+    /// The cache namespace. Default `"opero"`.
+    pub fn cache_namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.config.cache.namespace = namespace.into();
+        self
+    }
+
+    /// The cache backend by name (`"memory"`, `"disk"`, `"redis"`), for backends that choose by name.
+    pub fn cache_backend_name(mut self, backend: impl Into<String>) -> Self {
+        self.config.cache.backend = backend.into();
+        self
+    }
+
+    /// A backend-specific option.
+    pub fn cache_option(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.config.cache.backend_options.insert(name.into(), value.into());
+        self
+    }
+
+    /// The whole cache section.
+    pub fn cache_config(mut self, cache: CacheConfig) -> Self {
+        self.config.cache = cache;
+        self
+    }
+
+    /// Limits attempts to `rate` per second (burst 1 unless set). Default: no limit.
+    pub fn rate_limit(mut self, rate: f64) -> Self {
+        self.config.rate_limit.rate = Some(rate);
+        self
+    }
+
+    /// Permits available at once after an idle spell. Default 1.
+    pub fn burst(mut self, burst: u32) -> Self {
+        self.config.rate_limit.burst = burst;
+        self
+    }
+
+    /// The whole rate-limit section.
+    pub fn rate_limit_config(mut self, rate_limit: RateLimitConfig) -> Self {
+        self.config.rate_limit = rate_limit;
+        self
+    }
+
+    /// Uses this limiter, shared with whoever else holds it, instead of building one.
+    pub fn rate_limiter(mut self, limiter: Arc<dyn RateLimiter>) -> Self {
+        self.limiter = Some(limiter);
+        self
+    }
+
+    /// Names the function for its cache keys (recommended for disk and Redis: the entries then
+    /// survive edits of the surrounding code).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// The config as set so far.
+    pub fn config(&self) -> &OperoConfig {
+        &self.config
+    }
+
+    /// Validates and builds, building the backend from the cache config when none was given.
+    pub fn build(self) -> Result<Opero<C, K, P>, OperoError>
+    where
+        C: BuildCache,
+    {
+        self.build_with(C::build)
+    }
+
+    /// Validates and builds with a backend given by [`cache_backend`](Self::cache_backend) (no
+    /// backend: no cache).
+    pub fn build_with_given_cache(self) -> Result<Opero<C, K, P>, OperoError> {
+        self.build_with(|_| {
+            Err(OperoError::invalid_config(
+                "cache.backend",
+                "none given",
+                "caching is enabled but no backend instance was passed",
+            ))
+        })
+    }
+
+    fn build_with(
+        self,
+        make: impl FnOnce(&CacheConfig) -> Result<C, OperoError>,
+    ) -> Result<Opero<C, K, P>, OperoError> {
+        self.config.validate()?;
+        if let Some(name) = &self.name {
+            if name.is_empty() {
+                return Err(OperoError::invalid_config("name", "", "must not be empty"));
+            }
+        }
+        let cache = match (self.config.cache.enabled, self.cache) {
+            (false, _) => None,
+            (true, Some(cache)) => Some(cache),
+            (true, None) => Some(make(&self.config.cache)?),
+        };
+        let limiter = match (self.limiter, self.config.rate_limit.rate) {
+            (Some(shared), _) => Some(shared),
+            (None, Some(_)) => {
+                Some(Arc::new(TokenBucket::new(&self.config.rate_limit)?) as Arc<dyn RateLimiter>)
+            }
+            (None, None) => None,
+        };
+        Ok(Opero {
+            shared: Arc::new(Shared {
+                cache,
+                cache_config: self.config.cache,
+                key_fn: self.key_fn,
+                policy: self.policy,
+                limiter,
+                metrics: Arc::new(Metrics::default()),
+                name: self.name.map(String::into_boxed_str),
+            }),
+        })
+    }
+}

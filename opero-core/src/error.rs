@@ -96,6 +96,12 @@ impl OperoError {
             .set_temporary(true)
     }
 
+    /// Changes the kind, keeping field, value and message.
+    pub fn with_kind(mut self, kind: ErrorKind) -> Self {
+        self.kind = kind;
+        self
+    }
+
     /// Attaches the underlying cause.
     pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
         self.source = Some(source.into());

@@ -559,10 +559,21 @@ impl<C, K, P> Opero<C, K, P> {
         A: ?Sized,
         F: Fn(&A) -> Result<T, E>,
     {
-        let function = FunctionId::of::<F>(Location::caller());
+        self.wrap_at(f, Location::caller())
+    }
+
+    fn wrap_at<A, T, E, F>(
+        &self,
+        f: F,
+        location: &'static Location<'static>,
+    ) -> Wrapped<C, K, P, impl Fn(&A, &()) -> Result<T, E>, ()>
+    where
+        A: ?Sized,
+        F: Fn(&A) -> Result<T, E>,
+    {
         Wrapped {
             opero: self.clone(),
-            function,
+            function: FunctionId::of::<F>(location),
             fallbacks: Fallbacks::none(),
             f: move |a: &A, _: &()| f(a),
         }
@@ -899,6 +910,100 @@ impl<C, K, P> OperoBuilder<C, K, P> {
         C: BuildCache,
     {
         self.build_with(C::build)
+    }
+
+    /// Builds the pipeline and wraps `f` into a callable whose arguments make the cache key: the
+    /// Rust counterpart of the `@opero` decorator.
+    ///
+    /// ```
+    /// use opero_core::{Opero, NoCache};
+    /// use std::time::Duration;
+    ///
+    /// let double = Opero::<NoCache>::builder()
+    ///     .retries(1)
+    ///     .min_delay(Duration::ZERO)
+    ///     .wrap(|x: &i64| Ok::<_, String>(x * 2))
+    ///     .unwrap();
+    /// assert_eq!(double.call(&21).unwrap(), 42);
+    /// ```
+    #[track_caller]
+    #[allow(clippy::type_complexity)]
+    pub fn wrap<A, T, E, F>(
+        self,
+        f: F,
+    ) -> Result<Wrapped<C, K, P, impl Fn(&A, &()) -> Result<T, E>, ()>, OperoError>
+    where
+        C: BuildCache,
+        A: ?Sized,
+        F: Fn(&A) -> Result<T, E>,
+    {
+        let location = Location::caller();
+        let opero = self.build()?;
+        Ok(opero.wrap_at(f, location))
+    }
+
+    /// Builds the pipeline and wraps `f`, which takes the arguments and one fallback value.
+    #[track_caller]
+    pub fn wrap_fallback<A, V, T, E, F>(
+        self,
+        fallbacks: Fallbacks<V>,
+        f: F,
+    ) -> Result<Wrapped<C, K, P, F, V>, OperoError>
+    where
+        C: BuildCache,
+        A: ?Sized,
+        F: Fn(&A, &V) -> Result<T, E>,
+    {
+        let location = Location::caller();
+        Ok(Wrapped {
+            opero: self.build()?,
+            function: FunctionId::of::<F>(location),
+            fallbacks,
+            f,
+        })
+    }
+
+    /// Builds the pipeline and wraps an async function of owned arguments.
+    #[track_caller]
+    #[allow(clippy::type_complexity)]
+    pub fn wrap_async<A, T, E, F, Fut>(
+        self,
+        f: F,
+    ) -> Result<WrappedAsync<C, K, P, impl Fn(A, ()) -> Fut, ()>, OperoError>
+    where
+        C: BuildCache,
+        F: Fn(A) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let location = Location::caller();
+        let opero = self.build()?;
+        Ok(WrappedAsync {
+            opero,
+            function: FunctionId::of::<F>(location),
+            fallbacks: Fallbacks::none(),
+            f: move |a: A, _: ()| f(a),
+        })
+    }
+
+    /// Builds the pipeline and wraps an async function of owned arguments and one fallback value.
+    #[track_caller]
+    pub fn wrap_fallback_async<A, V, T, E, F, Fut>(
+        self,
+        fallbacks: Fallbacks<V>,
+        f: F,
+    ) -> Result<WrappedAsync<C, K, P, F, V>, OperoError>
+    where
+        C: BuildCache,
+        F: Fn(A, V) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let location = Location::caller();
+        Ok(WrappedAsync {
+            opero: self.build()?,
+            function: FunctionId::of::<F>(location),
+            fallbacks,
+            f,
+        })
     }
 
     /// Validates and builds with a backend given by [`cache_backend`](Self::cache_backend) (no

@@ -1,0 +1,31 @@
+//! In-memory cache backend for [opero](https://docs.rs/opero), on [moka](https://docs.rs/moka).
+//!
+//! Values are kept as they are (behind an `Arc`), so a hit clones the value and never serializes
+//! it. Each entry carries its own TTL; the cache holds at most `max_capacity` entries, evicting the
+//! least useful ones (moka's TinyLFU) past that.
+//!
+//! # Examples
+//!
+//! ```
+//! use opero_cache_memory::MemoryCache;
+//! use opero_core::{CacheConfig, Opero, OperoConfig};
+//! use std::time::Duration;
+//!
+//! let cache = MemoryCache::with_capacity(1_000);
+//! let cfg = OperoConfig {
+//!     cache: CacheConfig { ttl: Some(Duration::from_secs(60)), ..CacheConfig::enabled("memory") },
+//!     ..Default::default()
+//! };
+//! let opero = Opero::with_cache(cfg, cache).unwrap();
+//! let mut runs = 0;
+//! for _ in 0..3 {
+//!     let v = opero.call("Oslo", |city: &str| { runs += 1; Ok::<_, String>(city.len()) }).unwrap();
+//!     assert_eq!(v, 4);
+//! }
+//! assert_eq!(runs, 1);
+//! assert_eq!(opero.metrics().cache_hits, 2);
+//! ```
+
+mod backend;
+
+pub use backend::MemoryCache;

@@ -1,0 +1,116 @@
+//! [`AnyCache`]: the backend chosen by name from `CacheConfig.backend`.
+
+use std::future::Future;
+use std::time::Duration;
+
+use opero_cache_memory::MemoryCache;
+use opero_core::{
+    BuildCache, CacheBackend, CacheConfig, CacheKey, CacheValue, ErrorKind, OperoError,
+};
+
+/// A cache backend picked at run time by its name in [`CacheConfig::backend`]: `"memory"`, and
+/// `"disk"` or `"redis"` when the facade's cargo feature of that name is on.
+///
+/// Asking for a backend whose feature is off is an error that names the feature to enable.
+///
+/// # Examples
+///
+/// ```
+/// use opero::{AnyCache, BuildCache, CacheConfig, ErrorKind};
+///
+/// let memory = AnyCache::build(&CacheConfig::enabled("memory")).unwrap();
+/// assert!(matches!(memory, AnyCache::Memory(_)));
+///
+/// let err = AnyCache::build(&CacheConfig::enabled("memcached")).unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::UnknownBackend);
+/// assert_eq!(err.field(), Some("cache.backend"));
+/// ```
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum AnyCache {
+    /// [`MemoryCache`].
+    Memory(MemoryCache),
+}
+
+/// The error for a backend that exists but whose cargo feature is off.
+#[allow(dead_code)]
+fn feature_disabled(name: &str, feature: &str) -> OperoError {
+    OperoError::new(
+        ErrorKind::FeatureDisabled,
+        format!(
+            "the {name:?} cache backend is not compiled in: enable the `{feature}` cargo feature of \
+             opero (e.g. `opero = {{ version = \"0.1\", features = [\"{feature}\"] }}`)"
+        ),
+    )
+}
+
+impl BuildCache for AnyCache {
+    fn build(config: &CacheConfig) -> Result<Self, OperoError> {
+        match config.backend.as_str() {
+            "memory" => Ok(AnyCache::Memory(MemoryCache::build(config)?)),
+            "disk" => Err(feature_disabled("disk", "disk")),
+            "redis" => Err(feature_disabled("redis", "redis")),
+            other => Err(OperoError::invalid_config(
+                "cache.backend",
+                other,
+                "unknown cache backend; known: \"memory\", \"disk\", \"redis\"",
+            )
+            .with_kind(ErrorKind::UnknownBackend)),
+        }
+    }
+}
+
+macro_rules! dispatch {
+    ($self:ident, $c:ident => $e:expr) => {
+        match $self {
+            AnyCache::Memory($c) => $e,
+        }
+    };
+}
+
+impl CacheBackend for AnyCache {
+    fn get<V: CacheValue>(&self, key: &CacheKey<'_>) -> Result<Option<V>, OperoError> {
+        dispatch!(self, c => c.get(key))
+    }
+
+    fn set<V: CacheValue>(
+        &self,
+        key: &CacheKey<'_>,
+        value: &V,
+        ttl: Option<Duration>,
+    ) -> Result<(), OperoError> {
+        dispatch!(self, c => c.set(key, value, ttl))
+    }
+
+    fn delete(&self, key: &CacheKey<'_>) -> Result<(), OperoError> {
+        dispatch!(self, c => c.delete(key))
+    }
+
+    fn clear(&self, namespace: &str) -> Result<(), OperoError> {
+        dispatch!(self, c => c.clear(namespace))
+    }
+
+    async fn get_async<V: CacheValue>(&self, key: &CacheKey<'_>) -> Result<Option<V>, OperoError> {
+        dispatch!(self, c => c.get_async(key).await)
+    }
+
+    fn set_async<V: CacheValue>(
+        &self,
+        key: &CacheKey<'_>,
+        value: &V,
+        ttl: Option<Duration>,
+    ) -> impl Future<Output = Result<(), OperoError>> + Send {
+        async move { dispatch!(self, c => c.set_async(key, value, ttl).await) }
+    }
+
+    fn delete_async(
+        &self,
+        key: &CacheKey<'_>,
+    ) -> impl Future<Output = Result<(), OperoError>> + Send {
+        async move { dispatch!(self, c => c.delete_async(key).await) }
+    }
+
+    fn clear_async(&self, namespace: &str) -> impl Future<Output = Result<(), OperoError>> + Send {
+        async move { dispatch!(self, c => c.clear_async(namespace).await) }
+    }
+}

@@ -1,0 +1,60 @@
+#![doc = include_str!("../../README.md")]
+
+mod any_cache;
+
+pub use any_cache::AnyCache;
+pub use opero_cache_memory::MemoryCache;
+pub use opero_core::{
+    layers, AllFailedError, Attempt, AttemptError, Backoff, BuildCache, CacheBackend, CacheConfig,
+    CacheKey, CacheValue, ErrorKind, Fallbacks, FunctionId, FunctionLabel, Jitter, KeyFn, Metrics,
+    MetricsSnapshot, NoCache, OperoBuilder, OperoConfig, OperoError, RateLimitConfig, RateLimiter,
+    RetryConfig, RetryOn, RetryPolicy, StableKey, TokenBucket, Wrapped, WrappedAsync,
+};
+
+/// The cache backends, each behind its cargo feature (the memory one is always there).
+pub mod cache {
+    pub use crate::any_cache::AnyCache;
+    pub use opero_cache_memory::MemoryCache;
+    pub use opero_core::NoCache;
+}
+
+/// A configured pipeline; see [`opero_core::Opero`]. Without a type argument it picks its cache
+/// backend by name from the config ([`AnyCache`]); `Opero::<MemoryCache>` names one.
+///
+/// # Examples
+///
+/// ```
+/// use opero::{Opero, MemoryCache, OperoConfig, CacheConfig};
+///
+/// let cfg = OperoConfig { cache: CacheConfig::enabled("memory"), ..Default::default() };
+/// let opero = Opero::<MemoryCache>::new(cfg).unwrap();
+/// let len = opero.call("hello", |s: &str| Ok::<_, String>(s.len())).unwrap();
+/// assert_eq!(len, 5);
+/// ```
+pub type Opero<C = AnyCache, K = StableKey, P = Backoff> = opero_core::Opero<C, K, P>;
+
+/// Starts a pipeline builder whose cache backend is chosen by name (`cache_backend_name`), the
+/// Rust counterpart of the `@opero` decorator: end the chain with `.wrap(f)` for a callable, or
+/// `.build()` for an [`Opero`].
+///
+/// # Examples
+///
+/// ```
+/// use opero::opero;
+/// use std::time::Duration;
+///
+/// let fetch = opero()
+///     .retries(2)
+///     .min_delay(Duration::from_millis(1))
+///     .cache(true)
+///     .cache_ttl(Duration::from_secs(60))
+///     .rate_limit(100.0)
+///     .wrap(|city: &str| Ok::<_, String>(format!("weather in {city}: sunny")))
+///     .unwrap();
+/// assert_eq!(fetch.call("Oslo").unwrap(), "weather in Oslo: sunny");
+/// assert_eq!(fetch.call("Oslo").unwrap(), "weather in Oslo: sunny");
+/// assert_eq!(fetch.opero().metrics().cache_hits, 1);
+/// ```
+pub fn opero() -> OperoBuilder<AnyCache> {
+    opero_core::Opero::<AnyCache>::builder()
+}

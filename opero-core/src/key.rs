@@ -33,11 +33,16 @@ impl<'a> FunctionId<'a> {
     }
 
     /// The function of type `F`, handed over at `location` (use `Location::caller()`).
+    ///
+    /// A named function (`fn fetch_user`) is identified by its path alone, so every call site
+    /// shares its entries. A closure's type name is only unique within its scope, so a closure is
+    /// identified by its type name and the location too.
     pub fn of<F: ?Sized>(location: &'static Location<'static>) -> FunctionId<'static> {
+        let type_name = std::any::type_name::<F>();
         FunctionId {
             name: None,
-            type_name: std::any::type_name::<F>(),
-            location: Some(location),
+            type_name,
+            location: type_name.contains("{{closure}}").then_some(location),
         }
     }
 
@@ -269,6 +274,19 @@ mod tests {
             .hash("n", &id(&b, Location::caller()), &1u32)
             .unwrap();
         assert_ne!(ka, kb);
+    }
+
+    #[test]
+    fn named_functions_share_keys_across_call_sites() {
+        fn double(x: u32) -> u32 {
+            x * 2
+        }
+        fn id<F>(_: F, loc: &'static Location<'static>) -> FunctionId<'static> {
+            FunctionId::of::<F>(loc)
+        }
+        let here = id(double, Location::caller());
+        let there = id(double, Location::caller());
+        assert_eq!(here, there);
     }
 
     #[test]

@@ -697,10 +697,15 @@ where
         E: Display,
     {
         self.opero
-            .call_attempts_async(self.function, &args, self.fallbacks.as_slice(), |a: &A, v: &V| {
-                let fut = (self.f)(a.clone(), v.clone());
-                async move { fut.await.map_err(AttemptError::Failed) }
-            })
+            .call_attempts_async(
+                self.function,
+                &args,
+                self.fallbacks.as_slice(),
+                |a: &A, v: &V| {
+                    let fut = (self.f)(a.clone(), v.clone());
+                    async move { fut.await.map_err(AttemptError::Failed) }
+                },
+            )
             .await
     }
 
@@ -858,7 +863,10 @@ impl<C, K, P> OperoBuilder<C, K, P> {
 
     /// A backend-specific option.
     pub fn cache_option(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.config.cache.backend_options.insert(name.into(), value.into());
+        self.config
+            .cache
+            .backend_options
+            .insert(name.into(), value.into());
         self
     }
 

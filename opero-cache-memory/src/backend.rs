@@ -1,40 +1,24 @@
 //! [`MemoryCache`]: moka with per-entry TTL and namespaces.
+//!
+//! Expiry is checked here on read, against the CPU's timestamp counter, rather than by moka's
+//! per-entry expiry policy: that policy cost a hit about 15% more instructions (measured with
+//! callgrind), for the benefit of dropping expired entries before the capacity bound does.
 
 use std::any::Any;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use moka::sync::Cache;
-use moka::Expiry;
 use opero_core::{BuildCache, CacheBackend, CacheConfig, CacheKey, CacheValue, OperoError};
 
 /// The default bound on the number of entries.
 pub const DEFAULT_MAX_CAPACITY: u64 = 10_000;
 
-#[derive(Clone)]
 struct Entry {
     namespace: Arc<str>,
-    value: Arc<dyn Any + Send + Sync>,
-    ttl: Option<Duration>,
-}
-
-struct PerEntryTtl;
-
-impl Expiry<u128, Entry> for PerEntryTtl {
-    fn expire_after_create(&self, _key: &u128, entry: &Entry, _now: Instant) -> Option<Duration> {
-        entry.ttl
-    }
-
-    fn expire_after_update(
-        &self,
-        _key: &u128,
-        entry: &Entry,
-        _now: Instant,
-        _current: Option<Duration>,
-    ) -> Option<Duration> {
-        entry.ttl
-    }
+    value: Box<dyn Any + Send + Sync>,
+    expires_at: Option<quanta::Instant>,
 }
 
 /// Keys are already 128-bit hashes, so hashing them again (moka's default is SipHash) is wasted
@@ -63,6 +47,9 @@ impl Hasher for FoldHasher {
 /// An in-memory cache on moka: per-entry TTL, namespaces, a capacity bound, and hits that clone
 /// the stored value without serializing it.
 ///
+/// An expired entry is a miss and is removed when read; one never read again occupies its slot
+/// until the capacity bound evicts it.
+///
 /// Clones share the same store.
 ///
 /// # Default
@@ -86,7 +73,8 @@ impl Hasher for FoldHasher {
 /// ```
 #[derive(Clone)]
 pub struct MemoryCache {
-    store: Cache<u128, Entry, BuildHasherDefault<FoldHasher>>,
+    store: Cache<u128, Arc<Entry>, BuildHasherDefault<FoldHasher>>,
+    clock: quanta::Clock,
 }
 
 impl Default for MemoryCache {
@@ -110,8 +98,8 @@ impl MemoryCache {
         MemoryCache {
             store: Cache::builder()
                 .max_capacity(max_capacity)
-                .expire_after(PerEntryTtl)
                 .build_with_hasher(BuildHasherDefault::default()),
+            clock: quanta::Clock::new(),
         }
     }
 
@@ -128,12 +116,19 @@ impl MemoryCache {
 
 impl CacheBackend for MemoryCache {
     fn get<V: CacheValue>(&self, key: &CacheKey<'_>) -> Result<Option<V>, OperoError> {
-        Ok(self.store.get(&key.hash).and_then(|entry| {
-            if &*entry.namespace != key.namespace {
-                return None;
+        let Some(entry) = self.store.get(&key.hash) else {
+            return Ok(None);
+        };
+        if &*entry.namespace != key.namespace {
+            return Ok(None);
+        }
+        if let Some(expires_at) = entry.expires_at {
+            if self.clock.now() >= expires_at {
+                self.store.invalidate(&key.hash);
+                return Ok(None);
             }
-            entry.value.downcast_ref::<V>().cloned()
-        }))
+        }
+        Ok(entry.value.downcast_ref::<V>().cloned())
     }
 
     fn set<V: CacheValue>(
@@ -144,11 +139,12 @@ impl CacheBackend for MemoryCache {
     ) -> Result<(), OperoError> {
         self.store.insert(
             key.hash,
-            Entry {
+            // One Arc around the whole entry: a hit then costs one reference count, not two.
+            Arc::new(Entry {
                 namespace: Arc::from(key.namespace),
-                value: Arc::new(value.clone()),
-                ttl,
-            },
+                value: Box::new(value.clone()),
+                expires_at: ttl.map(|ttl| self.clock.now() + ttl),
+            }),
         );
         Ok(())
     }

@@ -4,7 +4,7 @@ use std::fmt;
 use std::panic::Location;
 
 use serde::Serialize;
-use xxhash_rust::xxh3::Xxh3;
+use xxhash_rust::xxh3::{xxh3_128_with_seed, Xxh3};
 
 use crate::error::{ErrorKind, OperoError};
 
@@ -59,55 +59,67 @@ impl<'a> FunctionId<'a> {
         self.name
     }
 
-    /// Feeds the identity into a hasher, with separators so fields cannot run into each other.
-    fn write(&self, h: &mut Xxh3) {
+    /// A 128-bit fingerprint of the identity: one-shot hashes of its parts, each seeded by the
+    /// part's role so that parts cannot stand in for each other.
+    fn fingerprint(&self) -> u128 {
         match self.name {
-            Some(name) => {
-                h.update(b"N");
-                h.update(name.as_bytes());
-            }
+            Some(name) => xxh3_128_with_seed(name.as_bytes(), SEED_NAME),
             None => {
-                h.update(b"T");
-                h.update(self.type_name.as_bytes());
-                if let Some(loc) = self.location {
-                    h.update(b"\0");
-                    h.update(loc.file().as_bytes());
-                    h.update(&loc.line().to_le_bytes());
-                    h.update(&loc.column().to_le_bytes());
-                }
+                // Type name and location are `'static`, so their addresses identify them for the
+                // life of the process: a one-entry cache per thread spares a repeated call site
+                // from hashing them again. Only the fingerprint, never an address, enters a key.
+                let ids = (
+                    self.type_name.as_ptr() as usize,
+                    self.type_name.len(),
+                    self.location
+                        .map_or(0, |l| l as *const Location<'_> as usize),
+                );
+                LAST_FINGERPRINT.with(|last| {
+                    let (cached_ids, cached_fp) = last.get();
+                    if cached_ids == ids && ids.0 != 0 {
+                        return cached_fp;
+                    }
+                    let fp = self.fingerprint_uncached();
+                    last.set((ids, fp));
+                    fp
+                })
             }
         }
-        h.update(b"\0");
+    }
+
+    fn fingerprint_uncached(&self) -> u128 {
+        let mut fp = xxh3_128_with_seed(self.type_name.as_bytes(), SEED_TYPE);
+        if let Some(loc) = self.location {
+            let at = (u64::from(loc.line()) << 32) | u64::from(loc.column());
+            fp = fp.rotate_left(17) ^ xxh3_128_with_seed(loc.file().as_bytes(), at);
+        }
+        fp
     }
 
     /// A short label for keys people read (Redis): the name, or `fn-` and 16 hex digits of the
-    /// identity's hash.
+    /// identity's hash (computed only when printed).
     pub fn label(&self) -> FunctionLabel<'a> {
         match self.name {
             Some(n) => FunctionLabel::Named(n),
-            None => {
-                let mut h = Xxh3::new();
-                self.write(&mut h);
-                FunctionLabel::Anonymous(h.digest())
-            }
+            None => FunctionLabel::Anonymous(*self),
         }
     }
 }
 
 /// The function part of a [`CacheKey`], printable without allocating.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FunctionLabel<'a> {
     /// A user-given name.
     Named(&'a str),
-    /// A hash of type name and location.
-    Anonymous(u64),
+    /// An unnamed function, printed as a hash of its type name and location.
+    Anonymous(FunctionId<'a>),
 }
 
 impl fmt::Display for FunctionLabel<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             FunctionLabel::Named(n) => f.write_str(n),
-            FunctionLabel::Anonymous(h) => write!(f, "fn-{h:016x}"),
+            FunctionLabel::Anonymous(id) => write!(f, "fn-{:016x}", id.fingerprint() as u64),
         }
     }
 }
@@ -116,7 +128,7 @@ impl fmt::Display for FunctionLabel<'_> {
 ///
 /// `hash` covers the namespace, the function and the arguments; backends may key on it alone but
 /// must keep namespaces apart. Its `Display` is `namespace:function:hash`, the Redis layout.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CacheKey<'a> {
     /// The namespace.
     pub namespace: &'a str,
@@ -217,33 +229,94 @@ impl KeyFn for StableKey {
         function: &FunctionId<'_>,
         args: &A,
     ) -> Result<u128, OperoError> {
-        let mut h = Xxh3::new();
-        h.update(&(namespace.len() as u64).to_le_bytes());
-        h.update(namespace.as_bytes());
-        function.write(&mut h);
-        postcard::serialize_with_flavor(args, HashFlavor(h))
-            .map_err(|e| OperoError::new(ErrorKind::Codec, format!("cannot hash arguments: {e}")))
+        // The input is built in place and only a reference travels through postcard: moving a
+        // half-kilobyte buffer by value into the serializer cost more than hashing it.
+        let mut input = KeyInput::new();
+        let namespace = xxh3_128_with_seed(namespace.as_bytes(), SEED_NAMESPACE);
+        input.put(&namespace.to_le_bytes());
+        input.put(&function.fingerprint().to_le_bytes());
+        postcard::serialize_with_flavor(args, Out(&mut input)).map_err(|e| {
+            OperoError::new(ErrorKind::Codec, format!("cannot hash arguments: {e}"))
+        })?;
+        Ok(input.digest())
     }
 }
 
-/// A postcard output that hashes instead of storing.
-struct HashFlavor(Xxh3);
+thread_local! {
+    static LAST_FINGERPRINT: std::cell::Cell<((usize, usize, usize), u128)> =
+        const { std::cell::Cell::new(((0, 0, 0), 0)) };
+}
 
-impl postcard::ser_flavors::Flavor for HashFlavor {
-    type Output = u128;
+const SEED_NAMESPACE: u64 = 0x6f70_6572_6f2d_6e73; // "opero-ns"
+const SEED_NAME: u64 = 0x6f70_6572_6f2d_666e; // "opero-fn"
+const SEED_TYPE: u64 = 0x6f70_6572_6f2d_7479; // "opero-ty"
 
+/// Room for the two 16-byte fingerprints and the usual arguments.
+const INLINE: usize = 160;
+
+/// The bytes a key hashes. Small inputs (the usual key) are gathered on the stack and hashed in
+/// one shot, several times faster than XXH3's streaming form; larger ones spill into the
+/// streaming hasher. Both give the same hash for the same bytes.
+struct KeyInput {
+    buf: [u8; INLINE],
+    len: usize,
+    stream: Option<Box<Xxh3>>,
+}
+
+impl KeyInput {
+    fn new() -> Self {
+        KeyInput {
+            buf: [0; INLINE],
+            len: 0,
+            stream: None,
+        }
+    }
+
+    fn digest(&self) -> u128 {
+        match &self.stream {
+            Some(stream) => stream.digest128(),
+            None => xxhash_rust::xxh3::xxh3_128(&self.buf[..self.len]),
+        }
+    }
+}
+
+impl KeyInput {
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) {
+        if let Some(stream) = &mut self.stream {
+            stream.update(bytes);
+        } else if let Some(slot) = self.buf.get_mut(self.len..self.len + bytes.len()) {
+            slot.copy_from_slice(bytes);
+            self.len += bytes.len();
+        } else {
+            let mut stream = Box::new(Xxh3::new());
+            stream.update(&self.buf[..self.len]);
+            stream.update(bytes);
+            self.stream = Some(stream);
+        }
+    }
+}
+
+/// A postcard output that appends to a [`KeyInput`].
+struct Out<'a>(&'a mut KeyInput);
+
+impl postcard::ser_flavors::Flavor for Out<'_> {
+    type Output = ();
+
+    #[inline]
     fn try_push(&mut self, data: u8) -> postcard::Result<()> {
-        self.0.update(&[data]);
+        self.0.put(&[data]);
         Ok(())
     }
 
+    #[inline]
     fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        self.0.update(data);
+        self.0.put(data);
         Ok(())
     }
 
-    fn finalize(self) -> postcard::Result<u128> {
-        Ok(self.0.digest128())
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
     }
 }
 
@@ -257,7 +330,7 @@ mod tests {
         let h = StableKey
             .hash("opero", &FunctionId::named("f"), &(1u32, "a"))
             .unwrap();
-        assert_eq!(h, 0x9aad5ca0b94546a791a52f6e43d21284_u128, "got {h:#x}");
+        assert_eq!(h, 0x166e8b0ed9bc9d72e3976e393ca52f7e_u128, "got {h:#x}");
     }
 
     #[test]
@@ -287,6 +360,18 @@ mod tests {
         let here = id(double, Location::caller());
         let there = id(double, Location::caller());
         assert_eq!(here, there);
+    }
+
+    #[test]
+    fn long_arguments_spill_to_the_streaming_hasher_with_the_same_result() {
+        let f = FunctionId::named("f");
+        let long = "x".repeat(3 * INLINE);
+        let spilled = StableKey.hash("ns", &f, &long).unwrap();
+        let mut one_shot = Vec::new();
+        one_shot.extend_from_slice(&xxh3_128_with_seed(b"ns", SEED_NAMESPACE).to_le_bytes());
+        one_shot.extend_from_slice(&f.fingerprint().to_le_bytes());
+        one_shot.extend_from_slice(&postcard::to_stdvec(&long).unwrap());
+        assert_eq!(spilled, xxhash_rust::xxh3::xxh3_128(&one_shot));
     }
 
     #[test]

@@ -52,5 +52,5 @@ pub use error::{AllFailedError, Attempt, AttemptError, ErrorKind, OperoError};
 pub use key::{CacheKey, FunctionId, FunctionLabel, KeyFn, StableKey};
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use opero::{Fallbacks, Opero, OperoBuilder, Wrapped, WrappedAsync};
-pub use rate_limit::{Acquire, RateLimiter, TokenBucket};
+pub use rate_limit::{Acquire, BucketClock, RateLimiter, TokenBucket};
 pub use retry::{Backoff, Jitter, RetryOn, RetryPolicy};

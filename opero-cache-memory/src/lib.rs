@@ -28,4 +28,4 @@
 
 mod backend;
 
-pub use backend::MemoryCache;
+pub use backend::{MemoryCache, DEFAULT_MAX_CAPACITY};

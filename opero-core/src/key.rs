@@ -42,7 +42,7 @@ impl<'a> FunctionId<'a> {
         FunctionId {
             name: None,
             type_name,
-            location: type_name.contains("{{closure}}").then_some(location),
+            location: is_closure(type_name).then_some(location),
         }
     }
 
@@ -240,6 +240,13 @@ impl KeyFn for StableKey {
         })?;
         Ok(input.digest())
     }
+}
+
+/// Whether a type name is (or wraps) a closure's. Checked on every call, so the usual shapes,
+/// `path::{{closure}}` and `&mut path::{{closure}}`, are recognised without a substring search.
+fn is_closure(type_name: &str) -> bool {
+    type_name.ends_with("{{closure}}")
+        || (type_name.ends_with('>') && type_name.contains("{{closure}}"))
 }
 
 thread_local! {

@@ -23,7 +23,6 @@ pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379/";
 /// blocking connections kept, and after a connection failure no new attempt for 250 ms, doubling
 /// with each further failure up to 5 s.
 #[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
 pub struct RedisOptions {
     /// `redis://[:password@]host[:port][/db]`, or `rediss://` for TLS (with the `tls` feature).
     pub url: String,

@@ -597,6 +597,23 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "tls")]
+    #[test]
+    fn rediss_urls_build_a_tls_client_without_a_server() {
+        let cache = RedisCache::new(RedisOptions {
+            connect_timeout: Duration::from_millis(200),
+            ..RedisOptions::url("rediss://:pw@127.0.0.1:1/")
+        })
+        .unwrap();
+        let key = CacheKey {
+            namespace: "ns",
+            function: opero_core::FunctionLabel::Named("f"),
+            hash: 1,
+        };
+        // Nothing listens on port 1: an error, and no panic for want of a crypto provider.
+        assert!(cache.get::<u8>(&key).is_err());
+    }
+
     #[test]
     fn urls_with_password_and_db_are_accepted() {
         let c = RedisCache::new(RedisOptions::url("redis://:secret@127.0.0.1:6390/2")).unwrap();

@@ -618,6 +618,7 @@ impl<C, K, P> Opero<C, K, P> {
     /// assert_eq!(area.call(&(3, 4)).unwrap(), 12);
     /// ```
     #[track_caller]
+    #[allow(clippy::type_complexity)]
     pub fn wrap<A, T, E, F>(&self, f: F) -> Wrapped<C, K, P, impl Fn(&A, &()) -> Result<T, E>, ()>
     where
         A: ?Sized,
@@ -626,6 +627,7 @@ impl<C, K, P> Opero<C, K, P> {
         self.wrap_at(f, Location::caller())
     }
 
+    #[allow(clippy::type_complexity)]
     fn wrap_at<A, T, E, F>(
         &self,
         f: F,

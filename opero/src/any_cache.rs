@@ -1,6 +1,5 @@
 //! [`AnyCache`]: the backend chosen by name from `CacheConfig.backend`.
 
-use std::future::Future;
 use std::time::Duration;
 
 #[cfg(feature = "disk")]
@@ -114,23 +113,20 @@ impl CacheBackend for AnyCache {
         dispatch!(self, c => c.get_async(key).await)
     }
 
-    fn set_async<V: CacheValue>(
+    async fn set_async<V: CacheValue>(
         &self,
         key: &CacheKey<'_>,
         value: &V,
         ttl: Option<Duration>,
-    ) -> impl Future<Output = Result<(), OperoError>> + Send {
-        async move { dispatch!(self, c => c.set_async(key, value, ttl).await) }
+    ) -> Result<(), OperoError> {
+        dispatch!(self, c => c.set_async(key, value, ttl).await)
     }
 
-    fn delete_async(
-        &self,
-        key: &CacheKey<'_>,
-    ) -> impl Future<Output = Result<(), OperoError>> + Send {
-        async move { dispatch!(self, c => c.delete_async(key).await) }
+    async fn delete_async(&self, key: &CacheKey<'_>) -> Result<(), OperoError> {
+        dispatch!(self, c => c.delete_async(key).await)
     }
 
-    fn clear_async(&self, namespace: &str) -> impl Future<Output = Result<(), OperoError>> + Send {
-        async move { dispatch!(self, c => c.clear_async(namespace).await) }
+    async fn clear_async(&self, namespace: &str) -> Result<(), OperoError> {
+        dispatch!(self, c => c.clear_async(namespace).await)
     }
 }

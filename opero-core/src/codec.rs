@@ -44,7 +44,7 @@ pub const HEADER_LEN: usize = 22;
 /// ```
 /// use opero_core::{Codec, Decoded};
 ///
-/// let bytes = Codec::Json.encode(&vec!["a", "b"], None).unwrap();
+/// let bytes = Codec::Json.encode(&vec!["a".to_string(), "b".to_string()], None).unwrap();
 /// assert_eq!(&bytes[opero_core::HEADER_LEN..], br#"["a","b"]"#);
 /// assert_eq!(Codec::Json.decode::<Vec<String>>(&bytes).unwrap(), Decoded::Value(vec!["a".into(), "b".into()]));
 /// // Another type is a miss, not a wrong value:
@@ -91,7 +91,8 @@ impl Codec {
     }
 
     /// The fingerprint of `V` stored in the header: stable across runs and builds of one compiler,
-    /// unlike `TypeId`.
+    /// unlike `TypeId`. It names the exact type, so bytes encoded from a `Vec<&str>` are foreign
+    /// to a reader of `Vec<String>`; the pipeline stores and reads one type per key.
     pub fn type_fingerprint<V: ?Sized>() -> u64 {
         xxh3_64(std::any::type_name::<V>().as_bytes())
     }

@@ -197,6 +197,28 @@ impl CacheConfig {
     }
 }
 
+impl CacheConfig {
+    /// Parses the backend option `name` as a duration (`"250ms"`, `"1.5s"`, or a number of
+    /// seconds), if present; a malformed or negative one is an error naming the option.
+    pub fn duration_option(&self, name: &'static str) -> Result<Option<Duration>, OperoError> {
+        let Some(text) = self.backend_options.get(name) else {
+            return Ok(None);
+        };
+        let trimmed = text.trim();
+        let parsed = match trimmed.parse::<f64>() {
+            Ok(secs) => Duration::try_from_secs_f64(secs).ok(),
+            Err(_) => parse_human(trimmed),
+        };
+        parsed.map(Some).ok_or_else(|| {
+            OperoError::invalid_config(
+                name,
+                text,
+                "not a duration; write e.g. \"250ms\", \"1.5s\" or a number of seconds",
+            )
+        })
+    }
+}
+
 /// Rate-limit settings: a token bucket of `rate` permits per second holding up to `burst`.
 ///
 /// # Default

@@ -36,8 +36,10 @@
 //! ```
 
 mod cache;
+mod codec;
 mod config;
 mod error;
+mod flight;
 mod key;
 pub mod layers;
 mod metrics;
@@ -47,6 +49,7 @@ mod rate_limit;
 mod retry;
 
 pub use cache::{BuildCache, CacheBackend, CacheValue, NoCache};
+pub use codec::{Codec, Decoded, Header, HEADER_LEN};
 pub use config::{CacheConfig, OperoConfig, RateLimitConfig, RetryConfig};
 pub use error::{AllFailedError, Attempt, AttemptError, ErrorKind, OperoError};
 pub use key::{CacheKey, FunctionId, FunctionLabel, KeyFn, StableKey};

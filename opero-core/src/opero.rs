@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::cache::{BuildCache, CacheBackend, CacheValue};
 use crate::config::{CacheConfig, OperoConfig, RateLimitConfig};
 use crate::error::{AllFailedError, AttemptError, OperoError};
+use crate::flight::{Flights, Join};
 use crate::key::{CacheKey, FunctionId, KeyFn, StableKey};
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::pipeline::Attempts;
@@ -91,6 +92,7 @@ struct Shared<C, K, P> {
     limiter: Option<Arc<dyn RateLimiter>>,
     metrics: Arc<Metrics>,
     name: Option<Box<str>>,
+    flights: Flights,
 }
 
 /// A configured resilience pipeline: cache lookup, then fallback across alternative values, each
@@ -408,21 +410,53 @@ where
         let Some(key) = self.key(&function, args) else {
             return self.attempts().run_sync(values, |v| f(args, v));
         };
-        match cache.get::<T>(&key) {
+        let backend_up = match cache.get::<T>(&key) {
             Ok(Some(hit)) => {
                 self.on_hit(&key);
                 return Ok(hit);
             }
-            Ok(None) => self.on_miss(&key),
-            Err(e) => self.on_backend_error("get", &key, &e),
-        }
-        let result = self.attempts().run_sync(values, |v| f(args, v));
-        if let Ok(value) = &result {
-            if let Err(e) = cache.set(&key, value, self.shared.cache_config.ttl) {
-                self.on_backend_error("set", &key, &e);
+            Ok(None) => {
+                self.on_miss(&key);
+                true
+            }
+            Err(e) => {
+                self.on_backend_error("get", &key, &e);
+                false
+            }
+        };
+        let mut run = || {
+            let result = self.attempts().run_sync(values, |v| f(args, v));
+            if let Ok(value) = &result {
+                if let Err(e) = cache.set(&key, value, self.shared.cache_config.ttl) {
+                    self.on_backend_error("set", &key, &e);
+                }
+            }
+            result
+        };
+        match self.shared.flights.join(key.hash) {
+            Join::Follower(flight) => {
+                if let Some(value) = flight.wait().and_then(|v| v.downcast_ref::<T>().cloned()) {
+                    self.shared.metrics.coalesced();
+                    return Ok(value);
+                }
+                // The leader produced no value: errors are not shared, so this caller runs its own.
+                run()
+            }
+            Join::Leader(guard) => {
+                // A caller that finished between our lookup and our joining has stored its value
+                // by now (it stores before it ends its flight), so one more lookup closes the gap.
+                if backend_up {
+                    if let Ok(Some(hit)) = cache.get::<T>(&key) {
+                        self.shared.metrics.coalesced();
+                        guard.finish(Some(&hit));
+                        return Ok(hit);
+                    }
+                }
+                let result = run();
+                guard.finish(result.as_ref().ok());
+                result
             }
         }
-        result
     }
 
     /// The general sync form without a cache: `f(value)` over `values` with retries.
@@ -458,14 +492,41 @@ where
         let Some(key) = self.key(&function, args) else {
             return self.attempts().run_async(values, |v| f(args, v)).await;
         };
-        match cache.get_async::<T>(&key).await {
+        let backend_up = match cache.get_async::<T>(&key).await {
             Ok(Some(hit)) => {
                 self.on_hit(&key);
                 return Ok(hit);
             }
-            Ok(None) => self.on_miss(&key),
-            Err(e) => self.on_backend_error("get", &key, &e),
-        }
+            Ok(None) => {
+                self.on_miss(&key);
+                true
+            }
+            Err(e) => {
+                self.on_backend_error("get", &key, &e);
+                false
+            }
+        };
+        // The same steps as the sync form; see the comments there.
+        let leader = match self.shared.flights.join(key.hash) {
+            Join::Follower(flight) => {
+                let shared = flight.wait_async().await;
+                if let Some(value) = shared.and_then(|v| v.downcast_ref::<T>().cloned()) {
+                    self.shared.metrics.coalesced();
+                    return Ok(value);
+                }
+                None
+            }
+            Join::Leader(guard) => {
+                if backend_up {
+                    if let Ok(Some(hit)) = cache.get_async::<T>(&key).await {
+                        self.shared.metrics.coalesced();
+                        guard.finish(Some(&hit));
+                        return Ok(hit);
+                    }
+                }
+                Some(guard)
+            }
+        };
         let result = self.attempts().run_async(values, |v| f(args, v)).await;
         if let Ok(value) = &result {
             if let Err(e) = cache
@@ -474,6 +535,9 @@ where
             {
                 self.on_backend_error("set", &key, &e);
             }
+        }
+        if let Some(guard) = leader {
+            guard.finish(result.as_ref().ok());
         }
         result
     }
@@ -1059,6 +1123,7 @@ impl<C, K, P> OperoBuilder<C, K, P> {
                 limiter,
                 metrics: Arc::new(Metrics::default()),
                 name: self.name.map(String::into_boxed_str),
+                flights: Flights::default(),
             }),
         })
     }

@@ -2,7 +2,11 @@
 
 use std::time::Duration;
 
+#[cfg(feature = "disk")]
+use opero_cache_disk::DiskCache;
 use opero_cache_memory::MemoryCache;
+#[cfg(feature = "redis")]
+use opero_cache_redis::RedisCache;
 use opero_core::{
     BuildCache, CacheBackend, CacheConfig, CacheKey, CacheValue, ErrorKind, OperoError,
 };
@@ -29,6 +33,12 @@ use opero_core::{
 pub enum AnyCache {
     /// [`MemoryCache`].
     Memory(MemoryCache),
+    /// [`DiskCache`](opero_cache_disk::DiskCache), with the `disk` feature.
+    #[cfg(feature = "disk")]
+    Disk(DiskCache),
+    /// [`RedisCache`](opero_cache_redis::RedisCache), with the `redis` feature.
+    #[cfg(feature = "redis")]
+    Redis(RedisCache),
 }
 
 /// The error for a backend that exists but whose cargo feature is off.
@@ -47,7 +57,13 @@ impl BuildCache for AnyCache {
     fn build(config: &CacheConfig) -> Result<Self, OperoError> {
         match config.backend.as_str() {
             "memory" => Ok(AnyCache::Memory(MemoryCache::build(config)?)),
+            #[cfg(feature = "disk")]
+            "disk" => Ok(AnyCache::Disk(DiskCache::build(config)?)),
+            #[cfg(not(feature = "disk"))]
             "disk" => Err(feature_disabled("disk", "disk")),
+            #[cfg(feature = "redis")]
+            "redis" => Ok(AnyCache::Redis(RedisCache::build(config)?)),
+            #[cfg(not(feature = "redis"))]
             "redis" => Err(feature_disabled("redis", "redis")),
             other => Err(OperoError::invalid_config(
                 "cache.backend",
@@ -63,6 +79,10 @@ macro_rules! dispatch {
     ($self:ident, $c:ident => $e:expr) => {
         match $self {
             AnyCache::Memory($c) => $e,
+            #[cfg(feature = "disk")]
+            AnyCache::Disk($c) => $e,
+            #[cfg(feature = "redis")]
+            AnyCache::Redis($c) => $e,
         }
     };
 }

@@ -3,19 +3,28 @@
 mod any_cache;
 
 pub use any_cache::AnyCache;
+#[cfg(feature = "disk")]
+pub use opero_cache_disk::DiskCache;
 pub use opero_cache_memory::MemoryCache;
+#[cfg(feature = "redis")]
+pub use opero_cache_redis::{RedisCache, RedisOptions};
 pub use opero_core::{
     layers, AllFailedError, Attempt, AttemptError, Backoff, BuildCache, CacheBackend, CacheConfig,
-    CacheKey, CacheValue, ErrorKind, Fallbacks, FunctionId, FunctionLabel, Jitter, KeyFn, Metrics,
-    MetricsSnapshot, NoCache, OperoBuilder, OperoConfig, OperoError, RateLimitConfig, RateLimiter,
-    RetryConfig, RetryOn, RetryPolicy, StableKey, TokenBucket, Wrapped, WrappedAsync,
+    CacheKey, CacheValue, Codec, ErrorKind, Fallbacks, FunctionId, FunctionLabel, Jitter, KeyFn,
+    Metrics, MetricsSnapshot, NoCache, OperoBuilder, OperoConfig, OperoError, RateLimitConfig,
+    RateLimiter, RetryConfig, RetryOn, RetryPolicy, StableKey, TokenBucket, Wrapped, WrappedAsync,
 };
 
 /// The cache backends, each behind its cargo feature (the memory one is always there).
 pub mod cache {
     pub use crate::any_cache::AnyCache;
     pub use opero_cache_memory::MemoryCache;
-    pub use opero_core::NoCache;
+    pub use opero_core::{Codec, NoCache};
+
+    #[cfg(feature = "disk")]
+    pub use opero_cache_disk::DiskCache;
+    #[cfg(feature = "redis")]
+    pub use opero_cache_redis::{RedisCache, RedisOptions};
 }
 
 /// A configured pipeline; see [`opero_core::Opero`]. Without a type argument it picks its cache

@@ -1,4 +1,10 @@
-//! Shared helpers of opero's integration tests.
+//! Shared helpers of opero's integration tests: the backend [`conformance`] suite and a real
+//! [`RedisServer`].
+
+pub mod conformance;
+mod redis_server;
+
+pub use redis_server::RedisServer;
 
 /// Retry settings without waiting, for tests that count attempts rather than time them.
 pub fn no_delay() -> opero::RetryConfig {

@@ -1,0 +1,39 @@
+//! Redis cache backend for [opero](https://docs.rs/opero), on the [redis](https://docs.rs/redis)
+//! crate.
+//!
+//! Keys read `namespace:function:hash` (see `opero_core::CacheKey`), so entries can be found and
+//! inspected with `redis-cli`. Values go through an [`opero_core::Codec`]: postcard by default,
+//! JSON (`codec = "json"`) for a cache that other languages read after the 22-byte header.
+//!
+//! A dead or slow server delays a call by at most the connect plus response timeouts, after which
+//! the call runs uncached; the failure is counted in the pipeline's `cache_errors`. While the
+//! server stays down, calls skip it at once for a growing wait, and caching resumes when it is back.
+//!
+//! # Feature flags
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | `tls` | `rediss://` URLs, on rustls with the system's root certificates |
+//!
+//! # Backend options
+//!
+//! `url`, `codec`, `connect_timeout`, `response_timeout`, `pool_size`, `down_min_wait`,
+//! `down_max_wait`: see [`RedisOptions`].
+//!
+//! # Examples
+//!
+//! ```no_run
+//! use opero_cache_redis::RedisCache;
+//! use opero_core::{CacheConfig, Opero, OperoConfig};
+//!
+//! let mut cache = CacheConfig::enabled("redis");
+//! cache.backend_options.insert("url".into(), "redis://:secret@127.0.0.1:6379/0".into());
+//! cache.backend_options.insert("response_timeout".into(), "200ms".into());
+//! let opero = Opero::<RedisCache>::new(OperoConfig { cache, ..Default::default() }).unwrap();
+//! let len = opero.call("Oslo", |city: &str| Ok::<_, String>(city.len())).unwrap();
+//! assert_eq!(len, 4);
+//! ```
+
+mod backend;
+
+pub use backend::{RedisCache, RedisOptions, DEFAULT_URL};

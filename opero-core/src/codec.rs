@@ -1,0 +1,325 @@
+//! [`Codec`]: how disk and Redis backends turn a value into stored bytes and back.
+//!
+//! Every entry starts with a fixed header so that a reader can tell, before decoding anything,
+//! whether the bytes are meant for it:
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 0..4 | magic `OPRO` |
+//! | 4 | layout version (1) |
+//! | 5 | codec: 0 postcard, 1 JSON |
+//! | 6..14 | XXH3-64 of the value's type name, little endian |
+//! | 14..22 | expiry in milliseconds since the Unix epoch, little endian (0: never) |
+//! | 22.. | the value, in the codec named at byte 5 |
+//!
+//! An entry of another type or another layout decodes as [`Decoded::Foreign`]: a miss, never a
+//! wrong value. Bytes that claim to be ours but do not decode are an [`ErrorKind::Codec`] error,
+//! which backends treat as a corrupt entry.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::error::{ErrorKind, OperoError};
+
+const MAGIC: &[u8; 4] = b"OPRO";
+const LAYOUT_VERSION: u8 = 1;
+
+/// Length of the header in front of every encoded entry.
+pub const HEADER_LEN: usize = 22;
+
+/// The serialization format of stored entries.
+///
+/// # Default
+///
+/// [`Codec::Postcard`]: compact and fast. [`Codec::Json`] suits a Redis cache that programs in
+/// other languages read (after skipping the [`HEADER_LEN`]-byte header).
+///
+/// # Examples
+///
+/// ```
+/// use opero_core::{Codec, Decoded};
+///
+/// let bytes = Codec::Json.encode(&vec!["a".to_string(), "b".to_string()], None).unwrap();
+/// assert_eq!(&bytes[opero_core::HEADER_LEN..], br#"["a","b"]"#);
+/// assert_eq!(Codec::Json.decode::<Vec<String>>(&bytes).unwrap(), Decoded::Value(vec!["a".into(), "b".into()]));
+/// // Another type is a miss, not a wrong value:
+/// assert_eq!(Codec::Json.decode::<Vec<u8>>(&bytes).unwrap(), Decoded::Foreign);
+/// let name: Codec = "postcard".parse().unwrap();
+/// assert_eq!(name, Codec::Postcard);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Codec {
+    /// postcard, the compact binary format of the default key function.
+    #[default]
+    Postcard,
+    /// JSON, readable by other languages.
+    Json,
+}
+
+/// What [`Codec::decode`] found in a stored entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decoded<V> {
+    /// The value, alive.
+    Value(V),
+    /// A value of this type whose TTL has passed.
+    Expired,
+    /// An entry of another type, another codec id or another layout: a miss.
+    Foreign,
+}
+
+impl Codec {
+    fn id(self) -> u8 {
+        match self {
+            Codec::Postcard => 0,
+            Codec::Json => 1,
+        }
+    }
+
+    fn from_id(id: u8) -> Option<Codec> {
+        match id {
+            0 => Some(Codec::Postcard),
+            1 => Some(Codec::Json),
+            _ => None,
+        }
+    }
+
+    /// The fingerprint of `V` stored in the header: stable across runs and builds of one compiler,
+    /// unlike `TypeId`. It names the exact type, so bytes encoded from a `Vec<&str>` are foreign
+    /// to a reader of `Vec<String>`; the pipeline stores and reads one type per key.
+    pub fn type_fingerprint<V: ?Sized>() -> u64 {
+        xxh3_64(std::any::type_name::<V>().as_bytes())
+    }
+
+    /// Header and value, to expire at `expires_at` (never, when `None`).
+    pub fn encode<V: Serialize + ?Sized>(
+        self,
+        value: &V,
+        expires_at: Option<SystemTime>,
+    ) -> Result<Vec<u8>, OperoError> {
+        let mut out = Vec::with_capacity(HEADER_LEN + 64);
+        out.extend_from_slice(MAGIC);
+        out.push(LAYOUT_VERSION);
+        out.push(self.id());
+        out.extend_from_slice(&Self::type_fingerprint::<V>().to_le_bytes());
+        out.extend_from_slice(&expires_at.map_or(0, unix_millis).to_le_bytes());
+        match self {
+            Codec::Postcard => postcard::to_io(value, &mut out)
+                .map(|_| ())
+                .map_err(|e| codec_error("encode", self, e)),
+            Codec::Json => {
+                serde_json::to_writer(&mut out, value).map_err(|e| codec_error("encode", self, e))
+            }
+        }?;
+        Ok(out)
+    }
+
+    /// Encodes with a TTL counted from now.
+    pub fn encode_with_ttl<V: Serialize + ?Sized>(
+        self,
+        value: &V,
+        ttl: Option<Duration>,
+    ) -> Result<Vec<u8>, OperoError> {
+        self.encode(value, ttl.map(|t| SystemTime::now() + t))
+    }
+
+    /// The value in `bytes`. The codec named in the entry's header is used, whichever `self` is,
+    /// so a cache whose codec setting changed still reads its older entries.
+    pub fn decode<V: DeserializeOwned>(self, bytes: &[u8]) -> Result<Decoded<V>, OperoError> {
+        let Some(header) = Header::parse(bytes) else {
+            return Ok(Decoded::Foreign);
+        };
+        if header.fingerprint != Self::type_fingerprint::<V>() {
+            return Ok(Decoded::Foreign);
+        }
+        if header.is_expired(SystemTime::now()) {
+            return Ok(Decoded::Expired);
+        }
+        let payload = &bytes[HEADER_LEN..];
+        let value = match header.codec {
+            Codec::Postcard => match postcard_exact(payload) {
+                Ok(v) => v,
+                Err(e) => return Err(codec_error("decode", header.codec, e)),
+            },
+            Codec::Json => serde_json::from_slice(payload)
+                .map_err(|e| codec_error("decode", header.codec, e))?,
+        };
+        Ok(Decoded::Value(value))
+    }
+}
+
+/// postcard's `from_bytes` accepts trailing bytes; a truncated or padded entry must not decode, so
+/// the whole payload has to be consumed.
+fn postcard_exact<V: DeserializeOwned>(payload: &[u8]) -> postcard::Result<V> {
+    let (value, rest) = postcard::take_from_bytes(payload)?;
+    if rest.is_empty() {
+        Ok(value)
+    } else {
+        Err(postcard::Error::DeserializeBadEncoding)
+    }
+}
+
+impl fmt::Display for Codec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Codec::Postcard => "postcard",
+            Codec::Json => "json",
+        })
+    }
+}
+
+impl FromStr for Codec {
+    type Err = OperoError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "postcard" => Ok(Codec::Postcard),
+            "json" => Ok(Codec::Json),
+            _ => Err(OperoError::invalid_config(
+                "codec",
+                s,
+                "unknown codec; known: \"postcard\", \"json\"",
+            )),
+        }
+    }
+}
+
+/// The fixed header of a stored entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// The codec of the payload.
+    pub codec: Codec,
+    /// XXH3-64 of the value's type name.
+    pub fingerprint: u64,
+    /// Expiry in milliseconds since the Unix epoch; 0 for never.
+    pub expires_at_ms: u64,
+}
+
+impl Header {
+    /// The header of `bytes`, or `None` when they are not an entry of this layout.
+    pub fn parse(bytes: &[u8]) -> Option<Header> {
+        if bytes.len() < HEADER_LEN || &bytes[..4] != MAGIC || bytes[4] != LAYOUT_VERSION {
+            return None;
+        }
+        let codec = Codec::from_id(bytes[5])?;
+        let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+        Some(Header {
+            codec,
+            fingerprint: word(6),
+            expires_at_ms: word(14),
+        })
+    }
+
+    /// Whether the entry's TTL has passed at `now`.
+    pub fn is_expired(&self, now: SystemTime) -> bool {
+        self.expires_at_ms != 0 && unix_millis(now) >= self.expires_at_ms
+    }
+}
+
+fn unix_millis(t: SystemTime) -> u64 {
+    // A clock before 1970 is treated as the epoch; 0 is reserved for "never", so round up to 1.
+    let ms = t
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis().min(u128::from(u64::MAX)) as u64);
+    ms.max(1)
+}
+
+fn codec_error(
+    op: &str,
+    codec: Codec,
+    e: impl std::error::Error + Send + Sync + 'static,
+) -> OperoError {
+    OperoError::new(
+        ErrorKind::Codec,
+        format!("cannot {op} a cache entry with {codec}"),
+    )
+    .with_source(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Point {
+        x: i32,
+        y: i32,
+    }
+
+    #[test]
+    fn round_trips_in_both_codecs() {
+        for codec in [Codec::Postcard, Codec::Json] {
+            let p = Point { x: 1, y: -2 };
+            let bytes = codec.encode(&p, None).unwrap();
+            assert_eq!(codec.decode::<Point>(&bytes).unwrap(), Decoded::Value(p));
+        }
+    }
+
+    #[test]
+    fn another_type_or_layout_is_foreign() {
+        let bytes = Codec::Postcard.encode(&7u64, None).unwrap();
+        assert_eq!(
+            Codec::Postcard.decode::<i64>(&bytes).unwrap(),
+            Decoded::Foreign
+        );
+        let mut old = bytes.clone();
+        old[4] = 0;
+        assert_eq!(
+            Codec::Postcard.decode::<u64>(&old).unwrap(),
+            Decoded::Foreign
+        );
+        assert_eq!(
+            Codec::Postcard.decode::<u64>(b"7").unwrap(),
+            Decoded::Foreign
+        );
+    }
+
+    #[test]
+    fn truncated_or_padded_payload_is_a_codec_error() {
+        let bytes = Codec::Postcard.encode(&"hello".to_string(), None).unwrap();
+        let cut = &bytes[..bytes.len() - 1];
+        assert_eq!(
+            Codec::Postcard.decode::<String>(cut).unwrap_err().kind(),
+            ErrorKind::Codec
+        );
+        let mut padded = bytes.clone();
+        padded.push(0);
+        assert_eq!(
+            Codec::Postcard
+                .decode::<String>(&padded)
+                .unwrap_err()
+                .kind(),
+            ErrorKind::Codec
+        );
+    }
+
+    #[test]
+    fn expiry_is_kept_in_the_header() {
+        let past = SystemTime::now() - Duration::from_secs(1);
+        let bytes = Codec::Postcard.encode(&1u8, Some(past)).unwrap();
+        assert_eq!(
+            Codec::Postcard.decode::<u8>(&bytes).unwrap(),
+            Decoded::Expired
+        );
+        let bytes = Codec::Postcard
+            .encode_with_ttl(&1u8, Some(Duration::from_secs(60)))
+            .unwrap();
+        assert_eq!(
+            Codec::Postcard.decode::<u8>(&bytes).unwrap(),
+            Decoded::Value(1)
+        );
+    }
+
+    #[test]
+    fn unknown_codec_name_is_named() {
+        let err = "yaml".parse::<Codec>().unwrap_err();
+        assert_eq!(err.field(), Some("codec"));
+        assert_eq!(err.value(), Some("yaml"));
+    }
+}

@@ -200,7 +200,9 @@ mod tests {
     #[test]
     fn ttl_is_per_entry() {
         let cache = MemoryCache::default();
-        cache.set(&key("a", 1), &1u8, Some(Duration::from_millis(30))).unwrap();
+        cache
+            .set(&key("a", 1), &1u8, Some(Duration::from_millis(30)))
+            .unwrap();
         cache.set(&key("a", 2), &2u8, None).unwrap();
         std::thread::sleep(Duration::from_millis(60));
         assert_eq!(cache.get::<u8>(&key("a", 1)).unwrap(), None);
@@ -220,9 +222,14 @@ mod tests {
     #[test]
     fn a_zero_capacity_option_is_refused_by_name() {
         let mut cfg = CacheConfig::enabled("memory");
-        cfg.backend_options.insert("max_capacity".into(), "0".into());
-        assert_eq!(MemoryCache::build(&cfg).unwrap_err().field(), Some("max_capacity"));
-        cfg.backend_options.insert("max_capacity".into(), "lots".into());
+        cfg.backend_options
+            .insert("max_capacity".into(), "0".into());
+        assert_eq!(
+            MemoryCache::build(&cfg).unwrap_err().field(),
+            Some("max_capacity")
+        );
+        cfg.backend_options
+            .insert("max_capacity".into(), "lots".into());
         assert_eq!(MemoryCache::build(&cfg).unwrap_err().value(), Some("lots"));
     }
 }

@@ -106,7 +106,10 @@ pub trait CacheBackend: Send + Sync {
     }
 
     /// The async form of [`delete`](CacheBackend::delete).
-    fn delete_async(&self, key: &CacheKey<'_>) -> impl Future<Output = Result<(), OperoError>> + Send {
+    fn delete_async(
+        &self,
+        key: &CacheKey<'_>,
+    ) -> impl Future<Output = Result<(), OperoError>> + Send {
         std::future::ready(self.delete(key))
     }
 

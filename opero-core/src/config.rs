@@ -475,10 +475,7 @@ impl TryFrom<RawCacheConfig> for CacheConfig {
     fn try_from(raw: RawCacheConfig) -> Result<Self, OperoError> {
         let cfg = CacheConfig {
             enabled: raw.enabled,
-            ttl: raw
-                .ttl
-                .map(|t| t.into_duration("cache.ttl"))
-                .transpose()?,
+            ttl: raw.ttl.map(|t| t.into_duration("cache.ttl")).transpose()?,
             backend: raw.backend,
             namespace: raw.namespace,
             key_function: raw.key_function,

@@ -300,7 +300,10 @@ impl<E> AllFailedError<E> {
 
     /// The user's error of the last attempt that failed with one.
     pub fn last_error(&self) -> Option<&E> {
-        self.attempts.iter().rev().find_map(|a| a.error.user_error())
+        self.attempts
+            .iter()
+            .rev()
+            .find_map(|a| a.error.user_error())
     }
 
     /// The user's error of the last attempt that failed with one, by value.

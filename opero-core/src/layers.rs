@@ -38,7 +38,10 @@ impl<E> RetryPolicy<E> for Once {
 }
 
 /// Runs `f` until it succeeds or `policy` stops retrying.
-pub fn retry<T, E, P>(policy: &P, mut f: impl FnMut() -> Result<T, E>) -> Result<T, AllFailedError<E>>
+pub fn retry<T, E, P>(
+    policy: &P,
+    mut f: impl FnMut() -> Result<T, E>,
+) -> Result<T, AllFailedError<E>>
 where
     P: RetryPolicy<E> + ?Sized,
     E: Display,

@@ -554,6 +554,7 @@ impl<C, K, P> Opero<C, K, P> {
     /// assert_eq!(area.call(&(3, 4)).unwrap(), 12);
     /// ```
     #[track_caller]
+    #[allow(clippy::type_complexity)]
     pub fn wrap<A, T, E, F>(&self, f: F) -> Wrapped<C, K, P, impl Fn(&A, &()) -> Result<T, E>, ()>
     where
         A: ?Sized,
@@ -562,6 +563,7 @@ impl<C, K, P> Opero<C, K, P> {
         self.wrap_at(f, Location::caller())
     }
 
+    #[allow(clippy::type_complexity)]
     fn wrap_at<A, T, E, F>(
         &self,
         f: F,
@@ -697,10 +699,15 @@ where
         E: Display,
     {
         self.opero
-            .call_attempts_async(self.function, &args, self.fallbacks.as_slice(), |a: &A, v: &V| {
-                let fut = (self.f)(a.clone(), v.clone());
-                async move { fut.await.map_err(AttemptError::Failed) }
-            })
+            .call_attempts_async(
+                self.function,
+                &args,
+                self.fallbacks.as_slice(),
+                |a: &A, v: &V| {
+                    let fut = (self.f)(a.clone(), v.clone());
+                    async move { fut.await.map_err(AttemptError::Failed) }
+                },
+            )
             .await
     }
 
@@ -858,7 +865,10 @@ impl<C, K, P> OperoBuilder<C, K, P> {
 
     /// A backend-specific option.
     pub fn cache_option(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.config.cache.backend_options.insert(name.into(), value.into());
+        self.config
+            .cache
+            .backend_options
+            .insert(name.into(), value.into());
         self
     }
 

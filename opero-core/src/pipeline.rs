@@ -110,7 +110,11 @@ impl<P: ?Sized> Attempts<'_, P> {
 
     /// Runs `f` over the fallback values in order, each with its full retry budget.
     #[inline]
-    pub(crate) fn run_sync<V, T, E, F>(&self, values: &[V], mut f: F) -> Result<T, AllFailedError<E>>
+    pub(crate) fn run_sync<V, T, E, F>(
+        &self,
+        values: &[V],
+        mut f: F,
+    ) -> Result<T, AllFailedError<E>>
     where
         F: FnMut(&V) -> Result<T, AttemptError<E>>,
         P: RetryPolicy<E>,

@@ -171,7 +171,9 @@ impl TokenBucket {
     }
 
     fn now_ns(&self) -> u64 {
-        Instant::now().saturating_duration_since(self.epoch).as_nanos() as u64
+        Instant::now()
+            .saturating_duration_since(self.epoch)
+            .as_nanos() as u64
     }
 }
 

@@ -166,17 +166,9 @@ impl fmt::Debug for RetryOn {
 /// let delays: Vec<_> = backoff.delays().collect();
 /// assert_eq!(delays, [100, 200, 400, 500].map(Duration::from_millis));
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Backoff {
     config: RetryConfig,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff {
-            config: RetryConfig::default(),
-        }
-    }
 }
 
 impl Backoff {

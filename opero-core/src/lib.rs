@@ -38,6 +38,7 @@
 mod cache;
 mod config;
 mod error;
+mod executor;
 mod key;
 pub mod layers;
 mod metrics;
@@ -49,6 +50,7 @@ mod retry;
 pub use cache::{BuildCache, CacheBackend, CacheValue, NoCache};
 pub use config::{CacheConfig, OperoConfig, RateLimitConfig, RetryConfig};
 pub use error::{AllFailedError, Attempt, AttemptError, ErrorKind, OperoError};
+pub use executor::{AsyncExecutor, Executor, UnitHandle, UnitLost};
 pub use key::{CacheKey, FunctionId, FunctionLabel, KeyFn, StableKey};
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use opero::{Fallbacks, Opero, OperoBuilder, Wrapped, WrappedAsync};

@@ -198,8 +198,10 @@ impl<C, K, P> OpmapBuilder<C, K, P> {
     where
         C: BuildCache,
     {
+        let opero = self.opero.build()?;
         Ok(Arc::new(Inner {
-            opero: self.opero.build()?,
+            bare: opero.cache().is_none() && opero.rate_limiter().is_none(),
+            opero,
             function,
             fallbacks,
             f,

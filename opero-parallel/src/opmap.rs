@@ -34,6 +34,8 @@ pub(crate) struct Inner<C, K, P, F, V, X> {
     pub(crate) ordered: bool,
     pub(crate) progress: bool,
     pub(crate) mode: Mode,
+    /// No cache and no rate limiter: a first attempt can run outside the pipeline.
+    pub(crate) bare: bool,
 }
 
 /// The panic's message when its payload is text, as `panic!` and `unwrap` make it.
@@ -117,7 +119,7 @@ where
     K: KeyFn,
 {
     /// One item through the pipeline, its panics caught.
-    #[inline]
+    #[inline(always)]
     fn run_item<I, T, E>(&self, item: &I) -> ItemResult<T, E>
     where
         I: Serialize,
@@ -126,11 +128,65 @@ where
         F: Fn(&I, &V) -> Result<T, E>,
         P: RetryPolicy<E>,
     {
-        let attempt =
-            |item: &I, value: &V| match catch_unwind(AssertUnwindSafe(|| (self.f)(item, value))) {
+        // Without a cache or a limiter the first attempt needs none of the pipeline: run it here,
+        // small enough to inline into the executor's loop, and hand a failure to the pipeline.
+        // Every other path comes back boxed, in a register: merged with the fast path through a
+        // stack slot, it made rayon's loop store and reload each result (measured 3x slower on a
+        // trivial function); the box costs one allocation on paths that hash, wait or retry.
+        if let (true, Some(value)) = (self.bare, self.fallbacks.as_slice().first()) {
+            return match catch_unwind(AssertUnwindSafe(|| (self.f)(item, value))) {
+                Ok(Ok(output)) => Ok(output),
+                Ok(Err(e)) => *self.run_item_boxed(item, Some(AttemptError::Failed(e))),
+                Err(payload) => {
+                    *self.run_item_boxed(item, Some(AttemptError::Panicked(panic_message(payload))))
+                }
+            };
+        }
+        *self.run_item_boxed(item, None)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn run_item_boxed<I, T, E>(
+        &self,
+        item: &I,
+        first: Option<AttemptError<E>>,
+    ) -> Box<ItemResult<T, E>>
+    where
+        I: Serialize,
+        T: CacheValue,
+        E: Display,
+        F: Fn(&I, &V) -> Result<T, E>,
+        P: RetryPolicy<E>,
+    {
+        Box::new(self.run_item_in_pipeline(item, first))
+    }
+
+    /// The whole pipeline for one item. `first` is the failure of a first attempt already run
+    /// outside it, which the pipeline books as its own first attempt (replayed, not run again).
+    #[inline(never)]
+    fn run_item_in_pipeline<I, T, E>(
+        &self,
+        item: &I,
+        first: Option<AttemptError<E>>,
+    ) -> ItemResult<T, E>
+    where
+        I: Serialize,
+        T: CacheValue,
+        E: Display,
+        F: Fn(&I, &V) -> Result<T, E>,
+        P: RetryPolicy<E>,
+    {
+        let mut first = first;
+        let attempt = |item: &I, value: &V| {
+            if let Some(failure) = first.take() {
+                return Err(failure);
+            }
+            match catch_unwind(AssertUnwindSafe(|| (self.f)(item, value))) {
                 Ok(result) => result.map_err(AttemptError::Failed),
                 Err(payload) => Err(AttemptError::Panicked(panic_message(payload))),
-            };
+            }
+        };
         let run = || {
             self.opero
                 .call_attempts(self.function, item, self.fallbacks.as_slice(), attempt)
@@ -203,13 +259,17 @@ where
     {
         let inner = &*self.inner;
         log_start(inner.mode, inner.executor.workers(), Some(items.len()));
-        let progress = Progress::start(inner.progress, Some(items.len()));
-        let progress = progress.as_ref();
-        inner.executor.map_ordered(items, |_, item| {
-            let result = inner.run_item(&item);
-            done(progress, result.is_ok());
-            result
-        })
+        match Progress::start(inner.progress, Some(items.len())) {
+            // Without a bar the closure is the item alone, which keeps rayon's loop tight.
+            None => inner
+                .executor
+                .map_ordered(items, |_, item| inner.run_item(&item)),
+            Some(progress) => inner.executor.map_ordered(items, |_, item| {
+                let result = inner.run_item(&item);
+                progress.item_done(result.is_ok());
+                result
+            }),
+        }
     }
 
     fn call_unordered<It, I, T, E>(&self, items: It) -> Vec<(usize, ItemResult<T, E>)>

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 /// Fails items divisible by `fail_every` always, and odd items on their first attempt.
 fn outcome(x: u16, attempt_is_first: bool, fail_every: u16) -> Result<u32, String> {
-    if fail_every > 0 && x % fail_every == 0 {
+    if fail_every > 0 && x.is_multiple_of(fail_every) {
         Err(format!("{x} always fails"))
     } else if x % 2 == 1 && attempt_is_first {
         Err(format!("{x} fails once"))
@@ -34,7 +34,10 @@ fn check(
         match result {
             Ok(v) => assert_eq!(*v, u32::from(x) * 3),
             Err(e) => {
-                assert!(fail_every > 0 && x % fail_every == 0, "{x} failed: {e}");
+                assert!(
+                    fail_every > 0 && x.is_multiple_of(fail_every),
+                    "{x} failed: {e}"
+                );
                 assert_eq!(e.len(), 2);
             }
         }

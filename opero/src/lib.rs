@@ -1,5 +1,7 @@
 #![doc = include_str!("../../README.md")]
 
+// The explicit `+ Send` futures keep `AnyCache`'s async methods as the trait declares them.
+#[allow(clippy::manual_async_fn)]
 mod any_cache;
 
 pub use any_cache::AnyCache;
@@ -66,4 +68,39 @@ pub type Opero<C = AnyCache, K = StableKey, P = Backoff> = opero_core::Opero<C, 
 /// ```
 pub fn opero() -> OperoBuilder<AnyCache> {
     opero_core::Opero::<AnyCache>::builder()
+}
+
+/// `opmap`: one pipeline applied to every item of an iterable, `workers` at a time, with one
+/// result per item (cargo feature `parallel`, on by default). See [`opero_parallel`].
+#[cfg(feature = "parallel")]
+pub mod parallel {
+    pub use opero_parallel::*;
+}
+
+#[cfg(feature = "parallel")]
+pub use opero_parallel::{Mode, Opmap, OpmapAsync, OpmapBuilder, OpmapConfig, OpmapIter};
+
+/// Starts an opmap builder whose cache backend is chosen by name (`cache_backend_name`), the Rust
+/// counterpart of the `@opmap` decorator: end the chain with `.wrap(f)` for a blocking function
+/// or `.wrap_async(f)` for an async one (cargo feature `parallel`, on by default).
+///
+/// # Examples
+///
+/// ```
+/// use opero::{opmap, Mode};
+///
+/// let square = opmap()
+///     .mode(Mode::Rayon)
+///     .workers(2)
+///     .cache(true)
+///     .progress(false)
+///     .wrap(|x: &u64| Ok::<_, String>(x * x))
+///     .unwrap();
+/// assert_eq!(square.call([1, 2, 3]), [Ok(1), Ok(4), Ok(9)]);
+/// assert_eq!(square.call([3]), [Ok(9)]);
+/// assert_eq!(square.opero().metrics().cache_hits, 1);
+/// ```
+#[cfg(feature = "parallel")]
+pub fn opmap() -> OpmapBuilder<AnyCache> {
+    OpmapBuilder::new()
 }

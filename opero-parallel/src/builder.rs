@@ -1,0 +1,323 @@
+//! [`OpmapBuilder`]: opero's settings plus `mode`, `workers`, `ordered` and `progress`.
+
+use std::future::Future;
+use std::panic::Location;
+use std::sync::Arc;
+use std::time::Duration;
+
+use opero_core::{
+    Backoff, BuildCache, CacheConfig, Fallbacks, FunctionId, Jitter, KeyFn, OperoBuilder,
+    OperoError, RateLimitConfig, RateLimiter, RetryOn, StableKey,
+};
+
+use crate::config::{check_workers, Mode, OpmapConfig};
+use crate::executor::{AnyAsyncExecutor, AnyExecutor};
+use crate::opmap::{Inner, Opmap, OpmapAsync};
+
+/// Builds an opmap: a per-item function wrapped into a callable over any `IntoIterator`, every
+/// item going through one pipeline (cache, fallback, retry, rate limit) on `workers` workers.
+///
+/// The setters of [`OperoBuilder`] are here under the same names; end the chain with
+/// [`wrap`](Self::wrap) (blocking function), [`wrap_async`](Self::wrap_async) (async function) or
+/// their `_fallback` forms.
+///
+/// # Default
+///
+/// [`OpmapConfig::default`]: mode `thread`, 4 workers, ordered, progress bar on (when stderr is a
+/// terminal), cache namespace `"opero_opmap_item"`, and opero's retry defaults (3 retries, 100 ms
+/// to 30 s).
+///
+/// # Examples
+///
+/// ```
+/// use opero_parallel::{opmap, Mode};
+/// use std::time::Duration;
+///
+/// let double = opmap()
+///     .mode(Mode::Rayon)
+///     .workers(2)
+///     .retries(1)
+///     .min_delay(Duration::ZERO)
+///     .wrap(|x: &i64| if *x < 0 { Err("negative") } else { Ok(x * 2) })
+///     .unwrap();
+/// let out = double.call([1, -2, 3]);
+/// assert_eq!(out[0], Ok(2));
+/// assert_eq!(out[1].as_ref().unwrap_err().last_error(), Some(&"negative"));
+/// assert_eq!(out[2], Ok(6));
+///
+/// let err = opmap().workers(0).wrap(|x: &i64| Ok::<_, String>(*x)).unwrap_err();
+/// assert_eq!(err.field(), Some("workers"));
+/// ```
+#[must_use]
+pub struct OpmapBuilder<C, K = StableKey, P = Backoff> {
+    opero: OperoBuilder<C, K, P>,
+    mode: Mode,
+    workers: usize,
+    ordered: bool,
+    progress: bool,
+}
+
+impl<C> OpmapBuilder<C> {
+    /// A builder from the defaults.
+    pub fn new() -> Self {
+        Self::from_config(OpmapConfig::default())
+    }
+
+    /// A builder from a config (validated when the opmap is built).
+    pub fn from_config(config: OpmapConfig) -> Self {
+        OpmapBuilder {
+            opero: OperoBuilder::from_config(config.opero),
+            mode: config.mode,
+            workers: config.workers,
+            ordered: config.ordered,
+            progress: config.progress,
+        }
+    }
+}
+
+impl<C> Default for OpmapBuilder<C> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+macro_rules! forward {
+    ($($(#[$doc:meta])* $name:ident($($arg:ident: $ty:ty),*);)*) => {$(
+        $(#[$doc])*
+        pub fn $name(mut self, $($arg: $ty),*) -> Self {
+            self.opero = self.opero.$name($($arg),*);
+            self
+        }
+    )*};
+}
+
+impl<C, K> OpmapBuilder<C, K, Backoff> {
+    forward! {
+        /// Retries after the first attempt of each item, per fallback value. Default 3.
+        retries(retries: u32);
+        /// Growth of the delay between retries. Default 1.5.
+        backoff_factor(factor: f64);
+        /// Delay before the first retry. Default 100 ms.
+        min_delay(delay: Duration);
+        /// Ceiling of every delay. Default 30 s.
+        max_delay(delay: Duration);
+        /// Delay randomisation. Default [`Jitter::Full`].
+        jitter(jitter: Jitter);
+        /// Which errors to retry. Default: all.
+        retry_on(retry_on: RetryOn);
+    }
+}
+
+impl<C, K, P> OpmapBuilder<C, K, P> {
+    forward! {
+        /// Turns the per-item cache on or off. Default off.
+        cache(enabled: bool);
+        /// Caches in this backend instance.
+        cache_backend(cache: C);
+        /// How long entries live. Default: until evicted.
+        cache_ttl(ttl: Duration);
+        /// The cache backend by name, for backends that choose by name.
+        cache_backend_name(backend: impl Into<String>);
+        /// A backend-specific option.
+        cache_option(name: impl Into<String>, value: impl Into<String>);
+        /// The whole cache section (its namespace included).
+        cache_config(cache: CacheConfig);
+        /// Limits attempts, across all workers together, to `rate` per second. Default: no limit.
+        rate_limit(rate: f64);
+        /// Permits available at once after an idle spell. Default 1.
+        burst(burst: u32);
+        /// The whole rate-limit section.
+        rate_limit_config(rate_limit: RateLimitConfig);
+        /// Uses this limiter, shared with whoever else holds it.
+        rate_limiter(limiter: Arc<dyn RateLimiter>);
+        /// Names the per-item function for its cache keys.
+        name(name: impl Into<String>);
+    }
+
+    /// The cache namespace. Default `"opero_opmap_item"`.
+    pub fn cache_namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.opero = self.opero.cache_namespace(namespace);
+        self
+    }
+
+    /// Replaces the built-in backoff with a policy of the user's.
+    pub fn retry_policy<P2>(self, policy: P2) -> OpmapBuilder<C, K, P2> {
+        OpmapBuilder {
+            opero: self.opero.retry_policy(policy),
+            mode: self.mode,
+            workers: self.workers,
+            ordered: self.ordered,
+            progress: self.progress,
+        }
+    }
+
+    /// Replaces the default key function.
+    pub fn key_fn<K2: KeyFn>(self, key_fn: K2) -> OpmapBuilder<C, K2, P> {
+        OpmapBuilder {
+            opero: self.opero.key_fn(key_fn),
+            mode: self.mode,
+            workers: self.workers,
+            ordered: self.ordered,
+            progress: self.progress,
+        }
+    }
+
+    /// Where items run. Default [`Mode::Thread`].
+    pub fn mode(mut self, mode: Mode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// How many items run at once; at least 1. Default 4.
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.workers = workers;
+        self
+    }
+
+    /// Whether results come back in input order; when false they come in completion order, and
+    /// the `_indexed` forms and streams tell each one's input index. Default true.
+    pub fn ordered(mut self, ordered: bool) -> Self {
+        self.ordered = ordered;
+        self
+    }
+
+    /// Whether to draw a progress bar on stderr (only ever when it is a terminal). Default true.
+    pub fn progress(mut self, progress: bool) -> Self {
+        self.progress = progress;
+        self
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn inner<F, V, X>(
+        self,
+        executor: X,
+        function: FunctionId<'static>,
+        fallbacks: Fallbacks<V>,
+        f: F,
+    ) -> Result<Arc<Inner<C, K, P, F, V, X>>, OperoError>
+    where
+        C: BuildCache,
+    {
+        let opero = self.opero.build()?;
+        Ok(Arc::new(Inner {
+            bare: opero.cache().is_none() && opero.rate_limiter().is_none(),
+            opero,
+            function,
+            fallbacks,
+            f,
+            executor,
+            ordered: self.ordered,
+            progress: self.progress,
+            mode: self.mode,
+        }))
+    }
+
+    fn blocking_executor(&self) -> Result<AnyExecutor, OperoError> {
+        check_workers(self.workers)?;
+        self.opero.config().validate()?;
+        AnyExecutor::new(self.mode, self.workers)
+    }
+
+    fn async_executor(&self) -> Result<AnyAsyncExecutor, OperoError> {
+        check_workers(self.workers)?;
+        self.opero.config().validate()?;
+        let mode = if self.mode == Mode::Thread {
+            // The default mode serves blocking functions; an async function means async mode.
+            Mode::Async
+        } else {
+            self.mode
+        };
+        AnyAsyncExecutor::new(mode, self.workers)
+    }
+
+    /// Builds the opmap over a blocking per-item function (modes `thread` and `rayon`).
+    ///
+    /// A bad setting (zero workers, an async mode, a NaN backoff factor) is an [`OperoError`]
+    /// naming it.
+    #[track_caller]
+    #[allow(clippy::type_complexity)]
+    pub fn wrap<I, T, E, F>(
+        self,
+        f: F,
+    ) -> Result<
+        Opmap<C, K, P, impl Fn(&I, &()) -> Result<T, E> + Send + Sync, (), AnyExecutor>,
+        OperoError,
+    >
+    where
+        C: BuildCache,
+        F: Fn(&I) -> Result<T, E> + Send + Sync,
+    {
+        let function = FunctionId::of::<F>(Location::caller());
+        let executor = self.blocking_executor()?;
+        let inner = self.inner(
+            executor,
+            function,
+            Fallbacks::new(vec![()])?,
+            move |item: &I, _: &()| f(item),
+        )?;
+        Ok(Opmap { inner })
+    }
+
+    /// Builds the opmap over a blocking function of the item and one fallback value: each item
+    /// tries the values in order, each with its full retry budget.
+    #[track_caller]
+    pub fn wrap_fallback<I, V, T, E, F>(
+        self,
+        fallbacks: Fallbacks<V>,
+        f: F,
+    ) -> Result<Opmap<C, K, P, F, V, AnyExecutor>, OperoError>
+    where
+        C: BuildCache,
+        F: Fn(&I, &V) -> Result<T, E> + Send + Sync,
+    {
+        let function = FunctionId::of::<F>(Location::caller());
+        let executor = self.blocking_executor()?;
+        let inner = self.inner(executor, function, fallbacks, f)?;
+        Ok(Opmap { inner })
+    }
+
+    /// Builds the opmap over an async per-item function (mode `async`; the default mode `thread`
+    /// is taken to mean `async` here). Each attempt gets a clone of the item.
+    #[track_caller]
+    #[allow(clippy::type_complexity)]
+    pub fn wrap_async<I, T, E, F, Fut>(
+        self,
+        f: F,
+    ) -> Result<
+        OpmapAsync<C, K, P, impl Fn(I, ()) -> Fut + Send + Sync, (), AnyAsyncExecutor>,
+        OperoError,
+    >
+    where
+        C: BuildCache,
+        F: Fn(I) -> Fut + Send + Sync,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let function = FunctionId::of::<F>(Location::caller());
+        let executor = self.async_executor()?;
+        let inner = self.inner(
+            executor,
+            function,
+            Fallbacks::new(vec![()])?,
+            move |item: I, _: ()| f(item),
+        )?;
+        Ok(OpmapAsync { inner })
+    }
+
+    /// Builds the opmap over an async function of the item and one fallback value.
+    #[track_caller]
+    pub fn wrap_fallback_async<I, V, T, E, F, Fut>(
+        self,
+        fallbacks: Fallbacks<V>,
+        f: F,
+    ) -> Result<OpmapAsync<C, K, P, F, V, AnyAsyncExecutor>, OperoError>
+    where
+        C: BuildCache,
+        F: Fn(I, V) -> Fut + Send + Sync,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let function = FunctionId::of::<F>(Location::caller());
+        let executor = self.async_executor()?;
+        let inner = self.inner(executor, function, fallbacks, f)?;
+        Ok(OpmapAsync { inner })
+    }
+}

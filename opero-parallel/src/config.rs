@@ -1,0 +1,294 @@
+//! [`Mode`] and [`OpmapConfig`]: how `opmap` runs, serde-(de)serializable like the rest of opero's
+//! configuration.
+
+use std::fmt;
+use std::str::FromStr;
+
+use opero_core::{ErrorKind, OperoConfig, OperoError};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Where `opmap` runs each item.
+///
+/// | mode | runs | for |
+/// |---|---|---|
+/// | `thread` | a pool of `workers` OS threads | blocking work (files, blocking HTTP clients) |
+/// | `rayon` | a rayon pool of `workers` threads | CPU-bound work |
+/// | `async` | tokio tasks, `workers` in flight | async functions |
+/// | `process`, `async_process` | worker processes | isolation from crashes (not yet available) |
+///
+/// # Examples
+///
+/// ```
+/// use opero_parallel::Mode;
+///
+/// assert_eq!("rayon".parse::<Mode>().unwrap(), Mode::Rayon);
+/// assert_eq!(Mode::AsyncProcess.to_string(), "async_process");
+/// let err = "fork".parse::<Mode>().unwrap_err();
+/// assert_eq!(err.field(), Some("mode"));
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Mode {
+    /// Blocking work on a pool of OS threads. The default.
+    #[default]
+    Thread,
+    /// CPU-bound work on a rayon pool of its own.
+    Rayon,
+    /// Async functions as tokio tasks.
+    Async,
+    /// Blocking work in worker processes. Not yet available: building an opmap in this mode
+    /// returns an [`OperoError`] of kind [`ErrorKind::Executor`].
+    Process,
+    /// Async functions in worker processes. Not yet available, as [`Mode::Process`].
+    AsyncProcess,
+}
+
+impl Mode {
+    /// Every mode, in the order of the table above.
+    pub const ALL: [Mode; 5] = [
+        Mode::Thread,
+        Mode::Rayon,
+        Mode::Async,
+        Mode::Process,
+        Mode::AsyncProcess,
+    ];
+
+    /// The name used in configs: `"thread"`, `"rayon"`, `"async"`, `"process"`, `"async_process"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Thread => "thread",
+            Mode::Rayon => "rayon",
+            Mode::Async => "async",
+            Mode::Process => "process",
+            Mode::AsyncProcess => "async_process",
+        }
+    }
+
+    /// Whether this mode runs async functions (rather than blocking ones).
+    pub fn is_async(self) -> bool {
+        matches!(self, Mode::Async | Mode::AsyncProcess)
+    }
+
+    /// Checks that this build can run the mode.
+    pub(crate) fn check_available(self) -> Result<(), OperoError> {
+        match self {
+            Mode::Process | Mode::AsyncProcess => Err(OperoError::invalid_config(
+                "mode",
+                self.name(),
+                "worker-process modes are not available yet in this version of opero",
+            )
+            .with_kind(ErrorKind::Executor)),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Mode {
+    type Err = OperoError;
+
+    fn from_str(name: &str) -> Result<Self, OperoError> {
+        Mode::ALL
+            .into_iter()
+            .find(|m| m.name() == name)
+            .ok_or_else(|| {
+                OperoError::invalid_config(
+                    "mode",
+                    name,
+                    "unknown mode; known: \"thread\", \"rayon\", \"async\", \"process\", \"async_process\"",
+                )
+            })
+    }
+}
+
+impl Serialize for Mode {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Mode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        name.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The settings of one `opmap`: the pipeline each item goes through, plus how the items are run.
+///
+/// # Default
+///
+/// [`OperoConfig::default`] with the cache namespace `"opero_opmap_item"`, mode
+/// [`thread`](Mode::Thread), 4 workers, ordered results, progress bar on (shown only when stderr is
+/// a terminal).
+///
+/// # Examples
+///
+/// ```
+/// use opero_parallel::{Mode, OpmapConfig};
+///
+/// let cfg = OpmapConfig::from_json(r#"{
+///     "mode": "rayon", "workers": 8, "ordered": false,
+///     "retry": {"retries": 1}, "rate_limit": {"rate": 50}
+/// }"#).unwrap();
+/// assert_eq!(cfg.mode, Mode::Rayon);
+/// assert_eq!(cfg.workers, 8);
+/// assert!(cfg.progress);
+/// assert_eq!(cfg.opero.cache.namespace, "opero_opmap_item");
+///
+/// let err = OpmapConfig::from_json(r#"{"workers": 0}"#).unwrap_err();
+/// assert_eq!(err.field(), Some("workers"));
+/// let err = OpmapConfig::from_json(r#"{"mode": "gpu"}"#).unwrap_err();
+/// assert_eq!(err.field(), Some("mode"));
+/// ```
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OpmapConfig {
+    /// The pipeline every item goes through (retry, cache, rate limit).
+    #[serde(flatten)]
+    pub opero: OperoConfig,
+    /// Where items run.
+    pub mode: Mode,
+    /// How many items run at once; at least 1.
+    pub workers: usize,
+    /// Whether results come back in input order (else in completion order, with their index).
+    pub ordered: bool,
+    /// Whether to draw a progress bar on stderr when it is a terminal.
+    pub progress: bool,
+}
+
+/// The cache namespace of opmap items unless set otherwise.
+pub const DEFAULT_NAMESPACE: &str = "opero_opmap_item";
+
+/// Workers unless set otherwise.
+pub const DEFAULT_WORKERS: usize = 4;
+
+impl Default for OpmapConfig {
+    fn default() -> Self {
+        let mut opero = OperoConfig::default();
+        opero.cache.namespace = DEFAULT_NAMESPACE.to_owned();
+        OpmapConfig {
+            opero,
+            mode: Mode::default(),
+            workers: DEFAULT_WORKERS,
+            ordered: true,
+            progress: true,
+        }
+    }
+}
+
+impl OpmapConfig {
+    /// Checks every value; the error names the first field that is out of range.
+    pub fn validate(&self) -> Result<(), OperoError> {
+        self.opero.validate()?;
+        check_workers(self.workers)
+    }
+
+    /// Parses and validates a JSON document, keeping the typed error of a bad value.
+    pub fn from_json(text: &str) -> Result<Self, OperoError> {
+        let malformed = |e: serde_json::Error| {
+            OperoError::new(ErrorKind::InvalidConfig, format!("malformed config: {e}"))
+        };
+        let mut doc: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(text).map_err(malformed)?;
+        let mut cfg = OpmapConfig::default();
+        if let Some(mode) = doc.remove("mode") {
+            let name = mode.as_str().ok_or_else(|| {
+                OperoError::invalid_config("mode", &mode, "must be a mode name as text")
+            })?;
+            cfg.mode = name.parse()?;
+        }
+        if let Some(workers) = doc.remove("workers") {
+            cfg.workers = workers
+                .as_u64()
+                .and_then(|w| usize::try_from(w).ok())
+                .ok_or_else(|| {
+                    OperoError::invalid_config("workers", &workers, "must be a whole number")
+                })?;
+        }
+        for (field, slot) in [
+            ("ordered", &mut cfg.ordered),
+            ("progress", &mut cfg.progress),
+        ] {
+            if let Some(value) = doc.remove(field) {
+                *slot = value.as_bool().ok_or_else(|| {
+                    OperoError::invalid_config(field, &value, "must be true or false")
+                })?;
+            }
+        }
+        // The pipeline sections keep opmap's default namespace unless the document sets one.
+        let cache = doc
+            .entry("cache")
+            .or_insert_with(|| serde_json::Value::Object(Default::default()));
+        if let Some(cache) = cache.as_object_mut() {
+            cache
+                .entry("namespace")
+                .or_insert_with(|| DEFAULT_NAMESPACE.into());
+        }
+        cfg.opero = OperoConfig::from_json(&serde_json::Value::Object(doc).to_string())?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+pub(crate) fn check_workers(workers: usize) -> Result<(), OperoError> {
+    if workers == 0 {
+        return Err(OperoError::invalid_config(
+            "workers",
+            0,
+            "must be at least 1",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_round_trip_by_name() {
+        for mode in Mode::ALL {
+            let text = serde_json::to_string(&mode).unwrap();
+            assert_eq!(text, format!("\"{}\"", mode.name()));
+            assert_eq!(serde_json::from_str::<Mode>(&text).unwrap(), mode);
+        }
+        assert!(serde_json::from_str::<Mode>("\"fork\"").is_err());
+    }
+
+    #[test]
+    fn config_round_trips_through_json() {
+        let cfg = OpmapConfig {
+            mode: Mode::Async,
+            workers: 20,
+            ordered: false,
+            progress: false,
+            ..Default::default()
+        };
+        let text = serde_json::to_string(&cfg).unwrap();
+        let back = OpmapConfig::from_json(&text).unwrap();
+        assert_eq!(back.mode, Mode::Async);
+        assert_eq!(back.workers, 20);
+        assert!(!back.ordered && !back.progress);
+        assert_eq!(back.opero.cache.namespace, DEFAULT_NAMESPACE);
+        let serde_back: OpmapConfig = serde_json::from_str(&text).unwrap();
+        assert_eq!(serde_back.workers, 20);
+    }
+
+    #[test]
+    fn bad_values_name_their_field() {
+        let field = |text: &str| OpmapConfig::from_json(text).unwrap_err().field();
+        assert_eq!(field(r#"{"workers": -1}"#), Some("workers"));
+        assert_eq!(field(r#"{"ordered": "yes"}"#), Some("ordered"));
+        assert_eq!(field(r#"{"mode": 3}"#), Some("mode"));
+        assert_eq!(
+            field(r#"{"retry": {"backoff_factor": 0.5}}"#),
+            Some("retry.backoff_factor")
+        );
+    }
+}

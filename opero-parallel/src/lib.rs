@@ -1,0 +1,85 @@
+//! Executors and `opmap` for [opero](https://docs.rs/opero): one resilience pipeline (cache,
+//! fallback, retry, rate limit) applied to every item of an iterable, `workers` at a time, with
+//! one result per item.
+//!
+//! | mode | executor | for |
+//! |---|---|---|
+//! | [`Mode::Thread`] (default) | [`ThreadExecutor`]: `workers` OS threads | blocking work |
+//! | [`Mode::Rayon`] | [`RayonExecutor`]: a rayon pool of `workers` threads | CPU-bound work |
+//! | [`Mode::Async`] | [`TokioExecutor`]: tokio tasks, `workers` in flight | async functions |
+//! | [`Mode::Process`], [`Mode::AsyncProcess`] | not yet available | isolation from crashes |
+//!
+//! Every item gets its own retries, fallback values and cache entry (namespace
+//! `"opero_opmap_item"` unless set), and every attempt of every worker takes its permit from the
+//! one rate limiter of the map. A failing item, or one whose function panicked, becomes that
+//! item's [`AllFailedError`](opero_core::AllFailedError); the other items are not affected.
+//!
+//! # Progress bar and logs
+//!
+//! With `progress` on (the default) and stderr a terminal, a bar shows position, rate, ETA and
+//! failures so far. A library never installs a tracing subscriber, so to keep log lines from
+//! tearing the bar, the application installs tracing-indicatif's layer and writes its logs
+//! through the layer's writer; opmap then draws its bar through that layer:
+//!
+//! ```no_run
+//! use tracing_indicatif::IndicatifLayer;
+//! use tracing_subscriber::layer::SubscriberExt;
+//! use tracing_subscriber::util::SubscriberInitExt;
+//!
+//! let indicatif = IndicatifLayer::new();
+//! tracing_subscriber::registry()
+//!     .with(tracing_subscriber::fmt::layer().with_writer(indicatif.get_stderr_writer()))
+//!     .with(indicatif)
+//!     .init();
+//! ```
+//!
+//! # Examples
+//!
+//! ```
+//! use opero_core::Fallbacks;
+//! use opero_parallel::opmap;
+//! use std::time::Duration;
+//!
+//! let mirrors = Fallbacks::new(vec!["down.example", "up.example"]).unwrap();
+//! let fetch = opmap()
+//!     .workers(2)
+//!     .retries(1)
+//!     .min_delay(Duration::ZERO)
+//!     .progress(false)
+//!     .wrap_fallback(mirrors, |page: &u32, mirror: &&str| {
+//!         if mirror.starts_with("down") { Err("unreachable") } else { Ok(format!("{mirror}/{page}")) }
+//!     })
+//!     .unwrap();
+//! let pages = fetch.call([1, 2, 3]);
+//! assert_eq!(pages[2], Ok("up.example/3".to_string()));
+//! assert_eq!(fetch.opero().metrics().fallback_switches, 3);
+//! ```
+
+mod builder;
+mod config;
+mod executor;
+mod opmap;
+mod progress;
+
+pub use builder::OpmapBuilder;
+pub use config::{Mode, OpmapConfig, DEFAULT_NAMESPACE, DEFAULT_WORKERS};
+pub use executor::{AnyAsyncExecutor, AnyExecutor, RayonExecutor, ThreadExecutor, TokioExecutor};
+pub use opmap::{ItemResult, Opmap, OpmapAsync, OpmapIter};
+
+use opero_core::NoCache;
+
+/// Starts an opmap builder without a cache backend (the facade's `opero::opmap()` picks one by
+/// name; [`OpmapBuilder::<C>::new`](OpmapBuilder::new) takes any other): end the chain with
+/// `.wrap(f)` or `.wrap_async(f)`.
+///
+/// # Examples
+///
+/// ```
+/// use opero_parallel::opmap;
+///
+/// let double = opmap().workers(2).progress(false).wrap(|x: &i32| Ok::<_, String>(x * 2)).unwrap();
+/// assert_eq!(double.call([1, 2, 3]), [Ok(2), Ok(4), Ok(6)]);
+/// ```
+pub fn opmap() -> OpmapBuilder<NoCache> {
+    OpmapBuilder::new()
+}

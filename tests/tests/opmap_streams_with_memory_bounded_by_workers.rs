@@ -1,0 +1,71 @@
+//! The streaming forms pull items only as workers free up, so an endless input is fine and the
+//! items taken but not yet handed out stay bounded by the number of workers.
+
+use futures::StreamExt;
+use opero::{opmap, Mode};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[test]
+fn a_blocking_stream_over_an_endless_input_takes_only_a_window_of_items() {
+    for mode in [Mode::Thread, Mode::Rayon] {
+        for ordered in [true, false] {
+            let started = Arc::new(AtomicUsize::new(0));
+            let counter = started.clone();
+            let map = opmap()
+                .mode(mode)
+                .workers(2)
+                .ordered(ordered)
+                .progress(false)
+                .wrap(move |x: &u64| {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    Ok::<_, String>(x * 2)
+                })
+                .unwrap();
+            let mut results = map.iter(0u64..).unwrap();
+            let first: Vec<_> = results.by_ref().take(10).collect();
+            assert_eq!(first.len(), 10);
+            if ordered {
+                assert!(first
+                    .iter()
+                    .enumerate()
+                    .all(|(i, (j, r))| i == *j && r == &Ok(2 * i as u64)));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            // At most 2 × workers items are out beyond the ten handed over.
+            let taken = started.load(Ordering::SeqCst);
+            assert!(
+                taken <= 14,
+                "{mode} ordered={ordered}: {taken} items started"
+            );
+            drop(results);
+            std::thread::sleep(Duration::from_millis(50));
+            assert!(started.load(Ordering::SeqCst) <= 14);
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_async_stream_over_an_endless_input_starts_only_workers_items_ahead() {
+    for ordered in [true, false] {
+        let started = Arc::new(AtomicUsize::new(0));
+        let counter = started.clone();
+        let map = opmap()
+            .workers(3)
+            .ordered(ordered)
+            .progress(false)
+            .wrap_async(move |x: u64| {
+                counter.fetch_add(1, Ordering::SeqCst);
+                async move { Ok::<_, String>(x + 1) }
+            })
+            .unwrap();
+        let first: Vec<_> = map.stream(0u64..).take(10).collect().await;
+        assert_eq!(first.len(), 10);
+        if ordered {
+            assert_eq!(first[9], (9, Ok(10)));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(started.load(Ordering::SeqCst) <= 13, "ordered={ordered}");
+    }
+}

@@ -364,7 +364,11 @@ impl<C, K, P> OpmapBuilder<C, K, P> {
             return Err(OperoError::invalid_config("mode", self.mode, hint));
         }
         if self.timeout == Some(Duration::ZERO) {
-            return Err(OperoError::invalid_config("timeout", "0s", "must be above zero"));
+            return Err(OperoError::invalid_config(
+                "timeout",
+                "0s",
+                "must be above zero",
+            ));
         }
         Ok(())
     }

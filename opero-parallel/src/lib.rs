@@ -66,13 +66,13 @@ mod process_map;
 mod progress;
 
 pub use builder::{OpmapBuilder, DEFAULT_IN_FLIGHT_PER_WORKER};
+pub use config::{Mode, OpmapConfig, DEFAULT_NAMESPACE, DEFAULT_WORKERS};
+pub use executor::{AnyAsyncExecutor, AnyExecutor, RayonExecutor, ThreadExecutor, TokioExecutor};
+pub use opmap::{ItemResult, Opmap, OpmapAsync, OpmapIter};
 #[cfg(feature = "process")]
 pub use process::{__mark_workers_ready, __procspawn, init_workers};
 #[cfg(feature = "process")]
 pub use process_map::{OpmapProcess, OpmapProcessAsync};
-pub use config::{Mode, OpmapConfig, DEFAULT_NAMESPACE, DEFAULT_WORKERS};
-pub use executor::{AnyAsyncExecutor, AnyExecutor, RayonExecutor, ThreadExecutor, TokioExecutor};
-pub use opmap::{ItemResult, Opmap, OpmapAsync, OpmapIter};
 
 use opero_core::NoCache;
 

@@ -134,8 +134,7 @@ fn encode<V: Serialize + ?Sized>(value: &V) -> Result<Vec<u8>, String> {
 
 /// Encodes an item in the parent, before any worker sees it.
 pub(crate) fn encode_item<I: Serialize, E>(item: &I) -> Result<Vec<u8>, AttemptError<E>> {
-    encode(item)
-        .map_err(|e| AttemptError::Codec(format!("the argument failed to serialize: {e}")))
+    encode(item).map_err(|e| AttemptError::Codec(format!("the argument failed to serialize: {e}")))
 }
 
 /// Turns a worker's reply back into the attempt's outcome.
@@ -175,7 +174,10 @@ fn panic_message(payload: Box<dyn Any + Send>) -> String {
 /// [`check_function`].
 #[allow(unsafe_code)]
 fn conjure<F: Copy + 'static>() -> F {
-    assert!(std::mem::size_of::<F>() == 0, "opero: not a zero-sized function");
+    assert!(
+        std::mem::size_of::<F>() == 0,
+        "opero: not a zero-sized function"
+    );
     // SAFETY: `F` is zero-sized (asserted above), so a value of it holds no bytes and every value
     // is the same value. The types that implement `Fn` on stable Rust are `fn` items, closures and
     // `fn` pointers; the zero-sized ones are `fn` items and closures that capture only zero-sized
@@ -435,9 +437,8 @@ impl Workers {
         // procspawn panics when the pool was killed (the opmap is being dropped) or a channel
         // cannot be made; either way this attempt has no worker.
         let spawned = catch_unwind(AssertUnwindSafe(|| self.pool.spawn(args, trampoline)));
-        let mut handle = spawned.map_err(|payload| {
-            Fault::Crashed(format!("no worker: {}", panic_message(payload)))
-        })?;
+        let mut handle = spawned
+            .map_err(|payload| Fault::Crashed(format!("no worker: {}", panic_message(payload))))?;
         let timeout = match self.timeout {
             Some(timeout) => timeout,
             None => return handle.join().map_err(|e| crashed(&e)),
@@ -464,7 +465,10 @@ fn crashed(e: &procspawn::SpawnError) -> Fault {
 /// What a failed procspawn call says about the worker.
 fn describe(e: &procspawn::SpawnError) -> String {
     if let Some(panic) = e.panic_info() {
-        format!("the worker process panicked outside the function: {}", panic.message())
+        format!(
+            "the worker process panicked outside the function: {}",
+            panic.message()
+        )
     } else if e.is_remote_close() {
         // procspawn reaps the dead worker itself and keeps no exit status, so the cause (abort,
         // signal, `exit`) cannot be named here.
@@ -549,9 +553,9 @@ impl Batches {
             None => Some(job),
         };
         if let Some(job) = rejected {
-            let _ = job
-                .reply
-                .send(Err(Fault::Crashed("the worker pool has stopped".to_owned())));
+            let _ = job.reply.send(Err(Fault::Crashed(
+                "the worker pool has stopped".to_owned(),
+            )));
         }
         receiver
     }

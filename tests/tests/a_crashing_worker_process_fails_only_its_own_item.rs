@@ -136,7 +136,10 @@ fn a_worker_that_segfaults_fails_alone() {
     for (i, result) in out.iter().enumerate() {
         if i == 7 {
             let err = result.as_ref().unwrap_err();
-            assert!(matches!(err.last().unwrap().error, AttemptError::Crashed(_)), "{err}");
+            assert!(
+                matches!(err.last().unwrap().error, AttemptError::Crashed(_)),
+                "{err}"
+            );
         } else {
             assert_eq!(result, &Ok(i as u32));
         }
@@ -155,12 +158,18 @@ fn a_global_counter_mutated_without_synchronisation_stays_correct_per_process() 
     for (pid, n) in out.into_iter().map(Result::unwrap) {
         per_process.entry(pid).or_default().push(n);
     }
-    assert!(!per_process.contains_key(&std::process::id()), "ran in the parent");
+    assert!(
+        !per_process.contains_key(&std::process::id()),
+        "ran in the parent"
+    );
     let mut total = 0;
     for counts in per_process.values_mut() {
         counts.sort_unstable();
         let expected: Vec<u64> = (1..=counts.len() as u64).collect();
-        assert_eq!(*counts, expected, "each worker counted its own calls, none lost");
+        assert_eq!(
+            *counts, expected,
+            "each worker counted its own calls, none lost"
+        );
         total += counts.len();
     }
     assert_eq!(total, 60);
@@ -184,7 +193,10 @@ fn a_retry_after_a_crash_succeeds_on_a_fresh_worker() {
             .unwrap()
             .parse()
             .unwrap();
-        assert_ne!(pid, crashed, "item {n} succeeded on the worker that crashed");
+        assert_ne!(
+            pid, crashed,
+            "item {n} succeeded on the worker that crashed"
+        );
     }
     assert_eq!(f.opero().metrics().retries, 4);
 }
@@ -240,9 +252,15 @@ fn values_that_cannot_cross_the_process_boundary_are_per_item_codec_errors() {
     assert_eq!(out[0], Ok(Even(0)));
     let odd = out[1].as_ref().unwrap_err();
     assert_eq!(odd.len(), 1, "codec errors are never retried");
-    assert!(odd.to_string().contains("result failed to deserialize"), "{odd}");
+    assert!(
+        odd.to_string().contains("result failed to deserialize"),
+        "{odd}"
+    );
     let two = out[2].as_ref().unwrap_err();
-    assert!(two.to_string().contains("argument failed to serialize"), "{two}");
+    assert!(
+        two.to_string().contains("argument failed to serialize"),
+        "{two}"
+    );
     assert_eq!(out[3], Ok(Even(4)));
 }
 

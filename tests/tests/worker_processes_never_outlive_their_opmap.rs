@@ -32,7 +32,10 @@ fn children_of(parent: u32) -> Vec<u32> {
         // The command name sits in parentheses and may hold spaces: the fields after it are
         // state, then the parent's pid.
         let after_name = &stat[stat.rfind(')').unwrap() + 2..];
-        let ppid = after_name.split(' ').nth(1).and_then(|p| p.parse::<u32>().ok());
+        let ppid = after_name
+            .split(' ')
+            .nth(1)
+            .and_then(|p| p.parse::<u32>().ok());
         if ppid == Some(parent) {
             out.push(pid);
         }
@@ -70,7 +73,11 @@ fn worker_processes_never_outlive_their_opmap() {
             .progress(false)
             .wrap_process(double)
             .unwrap();
-        assert_eq!(my_children().len(), before + 3, "three workers while it lives");
+        assert_eq!(
+            my_children().len(),
+            before + 3,
+            "three workers while it lives"
+        );
         assert_eq!(f.call(0..30u32).len(), 30);
     }
     settles_to(before, "after the opmap was dropped");
@@ -108,7 +115,12 @@ fn worker_processes_never_outlive_their_opmap() {
     // A worker whose parent dies exits by itself: a middle process starts workers, then is
     // killed; its workers (now orphans) must go within their watchdog's period.
     let middle = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "a_parent_that_starts_workers_and_hangs", "--ignored", "--nocapture"])
+        .args([
+            "--exact",
+            "a_parent_that_starts_workers_and_hangs",
+            "--ignored",
+            "--nocapture",
+        ])
         .env("OPERO_TEST_HANG_PARENT", "1")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -121,7 +133,11 @@ fn worker_processes_never_outlive_their_opmap() {
         std::thread::sleep(Duration::from_millis(20));
         grandchildren = children_of(middle_pid);
     }
-    assert_eq!(grandchildren.len(), 2, "the middle process started two workers");
+    assert_eq!(
+        grandchildren.len(),
+        2,
+        "the middle process started two workers"
+    );
     // Let both workers take their item.
     std::thread::sleep(Duration::from_millis(300));
     let mut middle = middle;
@@ -136,7 +152,10 @@ fn worker_processes_never_outlive_their_opmap() {
         !grandchildren.iter().any(|&pid| is_alive(pid)),
         "orphaned workers still running: {grandchildren:?}"
     );
-    assert!(killed.elapsed() < Duration::from_secs(2), "the watchdog polls every 200 ms");
+    assert!(
+        killed.elapsed() < Duration::from_secs(2),
+        "the watchdog polls every 200 ms"
+    );
 }
 
 /// Run by the test above in a process of its own; does nothing when run otherwise.

@@ -22,15 +22,21 @@ fn zero_workers_is_an_error_naming_workers_in_every_mode() {
 }
 
 #[test]
-fn process_modes_are_named_but_not_available_yet() {
+fn process_modes_point_a_closure_to_wrap_process() {
     for mode in [Mode::Process, Mode::AsyncProcess] {
         let err = opmap()
             .mode(mode)
             .wrap(|x: &u8| Ok::<_, String>(*x))
             .unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::Executor);
+        assert_eq!(err.kind(), ErrorKind::InvalidConfig);
         assert_eq!(err.field(), Some("mode"));
         assert_eq!(err.value(), Some(mode.name()));
+        assert!(err.to_string().contains("wrap_process"), "{err}");
+        let err = opmap()
+            .mode(mode)
+            .wrap_async(|x: u8| async move { Ok::<_, String>(x) })
+            .unwrap_err();
+        assert!(err.to_string().contains("wrap_process"), "{err}");
     }
 }
 

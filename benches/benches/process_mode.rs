@@ -3,6 +3,8 @@
 //!
 //! - each opmap side maps 200 trivial items with one worker, so the figure is the cost of one
 //!   item's trip through the pipeline (and, for `process`, to a worker process and back);
+//! - `procspawn_pool_call_per_item` makes one procspawn pool call per item (what opmap did
+//!   before each worker kept one channel open);
 //! - the fresh-process side starts one process per item and joins it.
 //!
 //! Criterion reports time per item (throughput in elements). The workers are started once,
@@ -48,6 +50,16 @@ fn round_trip(c: &mut Criterion) {
     group.bench_function("process_mode_1_worker", |b| b.iter(|| process.call(0..N)));
     group.bench_function("process_mode_2_workers", |b| {
         b.iter(|| process_2.call(0..N))
+    });
+    group.finish();
+
+    // What each attempt would cost as a procspawn pool call of its own (two fresh channels and a
+    // descriptor pass per call) instead of a message on the worker's open channel.
+    let pool = procspawn::Pool::new(1).unwrap();
+    let mut group = c.benchmark_group("opmap_process_round_trip");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("procspawn_pool_call_per_item", |b| {
+        b.iter(|| pool.spawn(7u64, trivial_owned).join().unwrap())
     });
     group.finish();
 

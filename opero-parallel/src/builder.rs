@@ -425,14 +425,17 @@ impl<C, K, P> OpmapBuilder<C, K, P> {
         let (ordered, progress, timeout, workers) =
             (self.ordered, self.progress, self.timeout, self.workers);
         let opero = self.opero.build()?;
-        let pool = crate::process::Workers::start(workers, timeout)?;
+        let pool = crate::process::Workers::start(
+            workers,
+            timeout,
+            crate::process::sync_trampoline::<F, I, T, E>(),
+        )?;
         Ok(crate::OpmapProcess {
             inner: Arc::new(crate::process_map::ProcessInner {
                 opero,
                 function,
                 workers: pool,
                 threads,
-                trampoline: crate::process::sync_trampoline::<F, I, T, E>(),
                 ordered,
                 progress,
                 types: std::marker::PhantomData,
@@ -478,12 +481,12 @@ impl<C, K, P> OpmapBuilder<C, K, P> {
             self.in_flight,
         );
         let opero = self.opero.build()?;
-        let pool = crate::process::Workers::start(workers, timeout)?;
-        let batches = crate::process::Batches::start(
-            pool,
-            in_flight,
+        let pool = crate::process::Workers::start(
+            workers,
+            timeout,
             crate::process::async_trampoline::<F, I, T, E, Fut>(),
         )?;
+        let batches = crate::process::Batches::start(pool, in_flight)?;
         Ok(crate::OpmapProcessAsync {
             inner: Arc::new(crate::process_map::AsyncProcessInner {
                 opero,

@@ -25,6 +25,9 @@ use opero_core::{AttemptError, ErrorKind, OperoError};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use ipc_channel::ipc::{self, IpcReceiver, IpcSender};
+use ipc_channel::TryRecvError;
+
 use crate::executor::lock;
 
 /// Set by [`init_workers`] and by the test-support macro: without either, a worker process would
@@ -241,7 +244,6 @@ where
     T: Serialize,
     E: Serialize,
 {
-    watch_parent();
     let item: I = match postcard::from_bytes(&request) {
         Ok(item) => item,
         Err(e) => return Reply::Codec(format!("the worker cannot decode the argument: {e}")),
@@ -274,7 +276,6 @@ where
     T: Serialize,
     E: Serialize,
 {
-    watch_parent();
     let f = conjure::<F>();
     let one = |request: Vec<u8>| async move {
         let item: I = match postcard::from_bytes(&request) {
@@ -321,19 +322,37 @@ where
     })
 }
 
-/// The sync trampoline of `F`, as procspawn sends it.
-pub(crate) fn sync_trampoline<F, I, T, E>() -> fn(Vec<u8>) -> Reply
+/// The two ends a worker serves on: requests in, replies out.
+pub(crate) type Ends<A, R> = (IpcReceiver<A>, IpcSender<R>);
+
+/// A worker's loop: one procspawn call that serves every request of its channel until the parent
+/// drops it. One call per worker rather than one per attempt, because a procspawn call makes two
+/// channels and passes their descriptors, which cost more than the trivial item itself.
+fn serve<A, R>(ends: Ends<A, R>, handle: impl Fn(A) -> R)
+where
+    A: Serialize + DeserializeOwned,
+    R: Serialize + DeserializeOwned,
+{
+    watch_parent();
+    let (requests, replies) = ends;
+    while let Ok(request) = requests.recv() {
+        if replies.send(handle(request)).is_err() {
+            break;
+        }
+    }
+}
+
+fn serve_sync<F, I, T, E>(ends: Ends<Vec<u8>, Reply>)
 where
     F: Fn(&I) -> Result<T, E> + Copy + 'static,
     I: DeserializeOwned,
     T: Serialize,
     E: Serialize,
 {
-    serve_one::<F, I, T, E>
+    serve(ends, serve_one::<F, I, T, E>);
 }
 
-/// The async trampoline of `F`, as procspawn sends it.
-pub(crate) fn async_trampoline<F, I, T, E, Fut>() -> fn(Vec<Vec<u8>>) -> Vec<Reply>
+fn serve_async<F, I, T, E, Fut>(ends: Ends<Vec<Vec<u8>>, Vec<Reply>>)
 where
     F: Fn(I) -> Fut + Copy + 'static,
     Fut: Future<Output = Result<T, E>>,
@@ -341,7 +360,30 @@ where
     T: Serialize,
     E: Serialize,
 {
-    serve_batch::<F, I, T, E, Fut>
+    serve(ends, serve_batch::<F, I, T, E, Fut>);
+}
+
+/// The sync worker loop of `F`, as procspawn sends it.
+pub(crate) fn sync_trampoline<F, I, T, E>() -> fn(Ends<Vec<u8>, Reply>)
+where
+    F: Fn(&I) -> Result<T, E> + Copy + 'static,
+    I: DeserializeOwned,
+    T: Serialize,
+    E: Serialize,
+{
+    serve_sync::<F, I, T, E>
+}
+
+/// The async worker loop of `F`, as procspawn sends it.
+pub(crate) fn async_trampoline<F, I, T, E, Fut>() -> fn(Ends<Vec<Vec<u8>>, Vec<Reply>>)
+where
+    F: Fn(I) -> Fut + Copy + 'static,
+    Fut: Future<Output = Result<T, E>>,
+    I: DeserializeOwned,
+    T: Serialize,
+    E: Serialize,
+{
+    serve_async::<F, I, T, E, Fut>
 }
 
 // ===== the parent's side =====
@@ -362,17 +404,35 @@ impl Fault {
     }
 }
 
-/// The pool of worker processes of one opmap, killed with it.
-pub(crate) struct Workers {
+/// A worker serving one channel: the procspawn call running its loop, and both ends.
+struct Channel<A, R> {
+    call: procspawn::JoinHandle<()>,
+    requests: IpcSender<A>,
+    replies: IpcReceiver<R>,
+}
+
+/// The pool of worker processes of one opmap, killed with it. Each caller takes a free
+/// [`Channel`] (one per busy worker), so that an attempt is one message each way.
+pub(crate) struct Workers<A, R> {
     pool: procspawn::Pool,
+    serve: fn(Ends<A, R>),
+    idle: Mutex<Vec<Channel<A, R>>>,
     workers: usize,
     timeout: Option<Duration>,
 }
 
-impl Workers {
+impl<A, R> Workers<A, R>
+where
+    A: Serialize + DeserializeOwned,
+    R: Serialize + DeserializeOwned,
+{
     /// Starts `workers` processes, or says why it cannot: no init line, a binary that cannot be
     /// started, workers that never report in.
-    pub(crate) fn start(workers: usize, timeout: Option<Duration>) -> Result<Self, OperoError> {
+    pub(crate) fn start(
+        workers: usize,
+        timeout: Option<Duration>,
+        serve: fn(Ends<A, R>),
+    ) -> Result<Self, OperoError> {
         if !READY.load(Ordering::SeqCst) {
             return Err(OperoError::new(
                 ErrorKind::Executor,
@@ -396,68 +456,108 @@ impl Workers {
                 OperoError::new(ErrorKind::Executor, "cannot start the worker-pool thread")
                     .with_source(e)
             })?;
-        match receiver.recv_timeout(STARTUP_TIMEOUT) {
-            Ok(Ok(pool)) => {
-                tracing::debug!(target: "opero", workers, "opmap worker processes started");
-                Ok(Workers {
-                    pool,
-                    workers,
-                    timeout,
-                })
+        let pool = match receiver.recv_timeout(STARTUP_TIMEOUT) {
+            Ok(Ok(pool)) => pool,
+            Ok(Err(e)) => {
+                return Err(OperoError::new(
+                    ErrorKind::Executor,
+                    format!("cannot start the worker processes: {e}"),
+                )
+                .with_source(e))
             }
-            Ok(Err(e)) => Err(OperoError::new(
-                ErrorKind::Executor,
-                format!("cannot start the worker processes: {e}"),
-            )
-            .with_source(e)),
-            Err(mpsc::RecvTimeoutError::Timeout) => Err(OperoError::new(
-                ErrorKind::Executor,
-                format!(
-                    "the worker processes did not report in within {STARTUP_TIMEOUT:?}: is \
-                     `opero::init_workers();` the first line of `main`, run on every start?"
-                ),
-            )),
-            Err(mpsc::RecvTimeoutError::Disconnected) => Err(OperoError::new(
-                ErrorKind::Executor,
-                "the worker pool failed while starting its processes",
-            )),
-        }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                return Err(OperoError::new(
+                    ErrorKind::Executor,
+                    format!(
+                        "the worker processes did not report in within {STARTUP_TIMEOUT:?}: is \
+                         `opero::init_workers();` the first line of `main`, run on every start?"
+                    ),
+                ))
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(OperoError::new(
+                    ErrorKind::Executor,
+                    "the worker pool failed while starting its processes",
+                ))
+            }
+        };
+        tracing::debug!(target: "opero", workers, "opmap worker processes started");
+        Ok(Workers {
+            pool,
+            serve,
+            idle: Mutex::new(Vec::with_capacity(workers)),
+            workers,
+            timeout,
+        })
     }
 
     pub(crate) fn workers(&self) -> usize {
         self.workers
     }
 
-    /// One call into a free worker, blocking until it replies, dies or times out.
-    pub(crate) fn call<A, R>(&self, args: A, trampoline: fn(A) -> R) -> Result<R, Fault>
-    where
-        A: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned + Send + 'static,
-    {
+    /// A channel to a worker: an idle one, or a new one on the next free (or freshly restarted)
+    /// process of the pool.
+    fn channel(&self) -> Result<Channel<A, R>, Fault> {
+        if let Some(channel) = lock(&self.idle).pop() {
+            return Ok(channel);
+        }
+        let no_worker = |why: String| Fault::Crashed(format!("no worker: {why}"));
+        let (requests, worker_requests) = ipc::channel().map_err(|e| no_worker(e.to_string()))?;
+        let (worker_replies, replies) = ipc::channel().map_err(|e| no_worker(e.to_string()))?;
         // procspawn panics when the pool was killed (the opmap is being dropped) or a channel
         // cannot be made; either way this attempt has no worker.
-        let spawned = catch_unwind(AssertUnwindSafe(|| self.pool.spawn(args, trampoline)));
-        let mut handle = spawned
-            .map_err(|payload| Fault::Crashed(format!("no worker: {}", panic_message(payload))))?;
-        let timeout = match self.timeout {
-            Some(timeout) => timeout,
-            None => return handle.join().map_err(|e| crashed(&e)),
-        };
-        handle.join_timeout(timeout).map_err(|e| {
-            if e.is_timeout() {
-                // Killing the hung worker makes procspawn start a fresh one in its place.
-                let _ = handle.kill();
-                tracing::warn!(target: "opero", ?timeout, "opmap worker timed out; killed");
-                Fault::TimedOut(timeout)
-            } else {
-                crashed(&e)
-            }
+        let serve = self.serve;
+        let call = catch_unwind(AssertUnwindSafe(|| {
+            self.pool.spawn((worker_requests, worker_replies), serve)
+        }))
+        .map_err(|payload| no_worker(panic_message(payload)))?;
+        Ok(Channel {
+            call,
+            requests,
+            replies,
         })
+    }
+
+    /// One request to a worker, blocking until it replies, dies or times out.
+    pub(crate) fn call(&self, request: A) -> Result<R, Fault> {
+        let mut channel = self.channel()?;
+        if channel.requests.send(request).is_err() {
+            return Err(crashed(&mut channel));
+        }
+        let reply = match self.timeout {
+            None => channel.replies.recv().map_err(|_| None),
+            Some(timeout) => channel
+                .replies
+                .try_recv_timeout(timeout)
+                .map_err(|e| match e {
+                    TryRecvError::Empty => Some(timeout),
+                    TryRecvError::IpcError(_) => None,
+                }),
+        };
+        match reply {
+            Ok(reply) => {
+                lock(&self.idle).push(channel);
+                Ok(reply)
+            }
+            Err(Some(timeout)) => {
+                // Killing the hung worker makes procspawn start a fresh one in its place.
+                let _ = channel.call.kill();
+                tracing::warn!(target: "opero", ?timeout, "opmap worker timed out; killed");
+                Err(Fault::TimedOut(timeout))
+            }
+            Err(None) => Err(crashed(&mut channel)),
+        }
     }
 }
 
-fn crashed(e: &procspawn::SpawnError) -> Fault {
-    let why = describe(e);
+/// The worker of `channel` died: says how, as far as procspawn tells.
+fn crashed<A, R>(channel: &mut Channel<A, R>) -> Fault {
+    // The worker's loop call ends with the process; its error says whether it panicked.
+    let why = match channel.call.join_timeout(Duration::from_millis(100)) {
+        Err(e) if !e.is_timeout() => describe(&e),
+        _ => "the worker process died during the call (abort, signal or exit)".to_owned(),
+    };
+    let _ = channel.call.kill();
     tracing::warn!(target: "opero", error = %why, "opmap worker crashed; replaced");
     Fault::Crashed(why)
 }
@@ -480,7 +580,7 @@ fn describe(e: &procspawn::SpawnError) -> String {
     }
 }
 
-impl Drop for Workers {
+impl<A, R> Drop for Workers<A, R> {
     fn drop(&mut self) {
         // Kills and reaps every worker, also the busy ones, so that none outlives the opmap.
         self.pool.kill();
@@ -502,15 +602,14 @@ pub(crate) struct Job {
 /// batch with the same [`Fault`]; each is retried on its own.
 pub(crate) struct Batches {
     queue: Mutex<Option<mpsc::Sender<Job>>>,
-    workers: Arc<Workers>,
+    workers: Arc<Workers<Vec<Vec<u8>>, Vec<Reply>>>,
     per_worker: usize,
 }
 
 impl Batches {
     pub(crate) fn start(
-        workers: Workers,
+        workers: Workers<Vec<Vec<u8>>, Vec<Reply>>,
         per_worker: usize,
-        trampoline: fn(Vec<Vec<u8>>) -> Vec<Reply>,
     ) -> Result<Self, OperoError> {
         let workers = Arc::new(workers);
         let (sender, receiver) = mpsc::channel::<Job>();
@@ -520,7 +619,7 @@ impl Batches {
             let pool = Arc::clone(&workers);
             std::thread::Builder::new()
                 .name(format!("opero-process-batch-{n}"))
-                .spawn(move || dispatch(&receiver, &pool, per_worker, trampoline))
+                .spawn(move || dispatch(&receiver, &pool, per_worker))
                 .map_err(|e| {
                     OperoError::new(ErrorKind::Executor, "cannot start a batch thread")
                         .with_source(e)
@@ -572,9 +671,8 @@ impl Drop for Batches {
 
 fn dispatch(
     receiver: &Mutex<mpsc::Receiver<Job>>,
-    workers: &Workers,
+    workers: &Workers<Vec<Vec<u8>>, Vec<Reply>>,
     per_worker: usize,
-    trampoline: fn(Vec<Vec<u8>>) -> Vec<Reply>,
 ) {
     loop {
         let batch = {
@@ -597,7 +695,7 @@ fn dispatch(
         let (requests, replies): (Vec<_>, Vec<_>) =
             batch.into_iter().map(|j| (j.request, j.reply)).unzip();
         let count = requests.len();
-        match workers.call(requests, trampoline) {
+        match workers.call(requests) {
             Ok(answers) if answers.len() == count => {
                 for (reply, answer) in replies.into_iter().zip(answers) {
                     let _ = reply.send(Ok(answer));

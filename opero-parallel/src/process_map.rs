@@ -55,9 +55,8 @@ fn into_input_order<R>(indexed: Vec<(usize, R)>) -> Vec<R> {
 pub(crate) struct ProcessInner<C, K, P, I, T, E> {
     pub(crate) opero: Opero<C, K, P>,
     pub(crate) function: FunctionId<'static>,
-    pub(crate) workers: Workers,
+    pub(crate) workers: Workers<Vec<u8>, Reply>,
     pub(crate) threads: ThreadExecutor,
-    pub(crate) trampoline: fn(Vec<u8>) -> Reply,
     pub(crate) ordered: bool,
     pub(crate) progress: bool,
     pub(crate) types: PhantomData<fn(I) -> (T, E)>,
@@ -129,7 +128,7 @@ where
     fn run_item(&self, item: &I) -> ItemResult<T, E> {
         let attempt = |item: &I, _: &()| {
             let request = encode_item(item)?;
-            match self.workers.call(request, self.trampoline) {
+            match self.workers.call(request) {
                 Ok(reply) => decode_reply(reply),
                 Err(fault) => Err(fault.into_attempt()),
             }

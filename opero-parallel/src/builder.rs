@@ -377,7 +377,7 @@ impl<C, K, P> OpmapBuilder<C, K, P> {
     /// [`process`](Mode::Process); the default mode `thread` is taken to mean it here). The item,
     /// the result and the function's error cross between processes serialized, so all three are
     /// serde types; the function reaches the workers by its type, so it must be a named `fn` (or a
-    /// closure that captures nothing). See [`OpmapProcess`] for what happens on a crash, and
+    /// closure that captures nothing). See [`OpmapProcess`](crate::OpmapProcess) for what happens on a crash, and
     /// [`init_workers`](crate::init_workers) for the line `main` needs.
     ///
     /// Errors, up front: a capturing closure, a mode other than `process`, a bad setting, no
@@ -447,7 +447,7 @@ impl<C, K, P> OpmapBuilder<C, K, P> {
     /// [`in_flight_per_worker`](Self::in_flight_per_worker) items at once in each (mode
     /// [`async_process`](Mode::AsyncProcess); the default mode `thread` is taken to mean it
     /// here). The same rules as [`wrap_process`](Self::wrap_process); see
-    /// [`OpmapProcessAsync`] for batches and crashes.
+    /// [`OpmapProcessAsync`](crate::OpmapProcessAsync) for batches and crashes.
     #[cfg(feature = "process")]
     #[track_caller]
     pub fn wrap_process_async<I, T, E, F, Fut>(

@@ -325,6 +325,12 @@ where
 /// The two ends a worker serves on: requests in, replies out.
 pub(crate) type Ends<A, R> = (IpcReceiver<A>, IpcSender<R>);
 
+/// The ends of an `async_process` worker: a batch of encoded items in, their replies out.
+pub(crate) type BatchEnds = Ends<Vec<Vec<u8>>, Vec<Reply>>;
+
+/// The workers of an `async_process` map.
+pub(crate) type BatchWorkers = Workers<Vec<Vec<u8>>, Vec<Reply>>;
+
 /// A worker's loop: one procspawn call that serves every request of its channel until the parent
 /// drops it. One call per worker rather than one per attempt, because a procspawn call makes two
 /// channels and passes their descriptors, which cost more than the trivial item itself.
@@ -352,7 +358,7 @@ where
     serve(ends, serve_one::<F, I, T, E>);
 }
 
-fn serve_async<F, I, T, E, Fut>(ends: Ends<Vec<Vec<u8>>, Vec<Reply>>)
+fn serve_async<F, I, T, E, Fut>(ends: BatchEnds)
 where
     F: Fn(I) -> Fut + Copy + 'static,
     Fut: Future<Output = Result<T, E>>,
@@ -375,7 +381,7 @@ where
 }
 
 /// The async worker loop of `F`, as procspawn sends it.
-pub(crate) fn async_trampoline<F, I, T, E, Fut>() -> fn(Ends<Vec<Vec<u8>>, Vec<Reply>>)
+pub(crate) fn async_trampoline<F, I, T, E, Fut>() -> fn(BatchEnds)
 where
     F: Fn(I) -> Fut + Copy + 'static,
     Fut: Future<Output = Result<T, E>>,
@@ -602,15 +608,12 @@ pub(crate) struct Job {
 /// batch with the same [`Fault`]; each is retried on its own.
 pub(crate) struct Batches {
     queue: Mutex<Option<mpsc::Sender<Job>>>,
-    workers: Arc<Workers<Vec<Vec<u8>>, Vec<Reply>>>,
+    workers: Arc<BatchWorkers>,
     per_worker: usize,
 }
 
 impl Batches {
-    pub(crate) fn start(
-        workers: Workers<Vec<Vec<u8>>, Vec<Reply>>,
-        per_worker: usize,
-    ) -> Result<Self, OperoError> {
+    pub(crate) fn start(workers: BatchWorkers, per_worker: usize) -> Result<Self, OperoError> {
         let workers = Arc::new(workers);
         let (sender, receiver) = mpsc::channel::<Job>();
         let receiver = Arc::new(Mutex::new(receiver));
@@ -669,11 +672,7 @@ impl Drop for Batches {
     }
 }
 
-fn dispatch(
-    receiver: &Mutex<mpsc::Receiver<Job>>,
-    workers: &Workers<Vec<Vec<u8>>, Vec<Reply>>,
-    per_worker: usize,
-) {
+fn dispatch(receiver: &Mutex<mpsc::Receiver<Job>>, workers: &BatchWorkers, per_worker: usize) {
     loop {
         let batch = {
             let receiver = lock(receiver);

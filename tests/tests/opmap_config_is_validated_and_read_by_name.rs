@@ -80,3 +80,28 @@ fn a_bad_pipeline_setting_is_an_error_too() {
         .unwrap_err();
     assert_eq!(err.field(), Some("rate_limit.rate"));
 }
+
+fn double(x: &u32) -> Result<u32, String> {
+    Ok(x * 2)
+}
+
+async fn double_async(x: u32) -> Result<u32, String> {
+    Ok(x * 2)
+}
+
+#[test]
+fn worker_processes_without_the_init_line_are_an_error_that_names_it() {
+    // This test binary has no `enable_process_test_support!()`: a worker would not know it is
+    // one, so no worker is started and the error says which line is missing.
+    let err = opmap().progress(false).wrap_process(double).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Executor);
+    assert!(err.to_string().contains("opero::init_workers()"), "{err}");
+    let err = opmap()
+        .progress(false)
+        .wrap_process_async(double_async)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("enable_process_test_support"),
+        "{err}"
+    );
+}

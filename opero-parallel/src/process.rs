@@ -17,7 +17,7 @@ use std::cell::RefCell;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex, Once};
+use std::sync::{mpsc, Arc, Condvar, Mutex, Once};
 use std::time::Duration;
 
 use futures_util::FutureExt;
@@ -417,12 +417,22 @@ struct Channel<A, R> {
     replies: IpcReceiver<R>,
 }
 
+/// The channels of a pool: the idle ones, and how many are open in all. A channel holds its
+/// worker for as long as it is open, so at most `workers` may be: one more would wait in
+/// procspawn's queue for a worker that never frees up.
+struct Channels<A, R> {
+    idle: Vec<Channel<A, R>>,
+    open: usize,
+}
+
 /// The pool of worker processes of one opmap, killed with it. Each caller takes a free
 /// [`Channel`] (one per busy worker), so that an attempt is one message each way.
 pub(crate) struct Workers<A, R> {
     pool: procspawn::Pool,
     serve: fn(Ends<A, R>),
-    idle: Mutex<Vec<Channel<A, R>>>,
+    channels: Mutex<Channels<A, R>>,
+    /// Signalled when a channel goes back to idle or is closed.
+    freed: Condvar,
     workers: usize,
     timeout: Option<Duration>,
 }
@@ -491,7 +501,11 @@ where
         Ok(Workers {
             pool,
             serve,
-            idle: Mutex::new(Vec::with_capacity(workers)),
+            channels: Mutex::new(Channels {
+                idle: Vec::with_capacity(workers),
+                open: 0,
+            }),
+            freed: Condvar::new(),
             workers,
             timeout,
         })
@@ -501,12 +515,46 @@ where
         self.workers
     }
 
-    /// A channel to a worker: an idle one, or a new one on the next free (or freshly restarted)
-    /// process of the pool.
+    /// A channel to a worker: an idle one, a new one on the next free (or freshly restarted)
+    /// process of the pool, or, when every worker has one, the next one given back.
     fn channel(&self) -> Result<Channel<A, R>, Fault> {
-        if let Some(channel) = lock(&self.idle).pop() {
-            return Ok(channel);
+        let mut channels = lock(&self.channels);
+        loop {
+            if let Some(channel) = channels.idle.pop() {
+                return Ok(channel);
+            }
+            if channels.open < self.workers {
+                channels.open += 1;
+                break;
+            }
+            channels = self
+                .freed
+                .wait(channels)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
         }
+        drop(channels);
+        let opened = self.open();
+        if opened.is_err() {
+            self.closed();
+        }
+        opened
+    }
+
+    /// Gives a healthy channel back.
+    fn give_back(&self, channel: Channel<A, R>) {
+        lock(&self.channels).idle.push(channel);
+        self.freed.notify_one();
+    }
+
+    /// Books a channel whose worker died or was killed.
+    fn closed(&self) {
+        let mut channels = lock(&self.channels);
+        channels.open = channels.open.saturating_sub(1);
+        drop(channels);
+        self.freed.notify_one();
+    }
+
+    fn open(&self) -> Result<Channel<A, R>, Fault> {
         let no_worker = |why: String| Fault::Crashed(format!("no worker: {why}"));
         let (requests, worker_requests) = ipc::channel().map_err(|e| no_worker(e.to_string()))?;
         let (worker_replies, replies) = ipc::channel().map_err(|e| no_worker(e.to_string()))?;
@@ -528,7 +576,10 @@ where
     pub(crate) fn call(&self, request: A) -> Result<R, Fault> {
         let mut channel = self.channel()?;
         if channel.requests.send(request).is_err() {
-            return Err(crashed(&mut channel));
+            let fault = crashed(&mut channel);
+            drop(channel);
+            self.closed();
+            return Err(fault);
         }
         let reply = match self.timeout {
             None => channel.replies.recv().map_err(|_| None),
@@ -540,19 +591,22 @@ where
                     TryRecvError::IpcError(_) => None,
                 }),
         };
-        match reply {
+        let fault = match reply {
             Ok(reply) => {
-                lock(&self.idle).push(channel);
-                Ok(reply)
+                self.give_back(channel);
+                return Ok(reply);
             }
             Err(Some(timeout)) => {
                 // Killing the hung worker makes procspawn start a fresh one in its place.
                 let _ = channel.call.kill();
                 tracing::warn!(target: "opero", ?timeout, "opmap worker timed out; killed");
-                Err(Fault::TimedOut(timeout))
+                Fault::TimedOut(timeout)
             }
-            Err(None) => Err(crashed(&mut channel)),
-        }
+            Err(None) => crashed(&mut channel),
+        };
+        drop(channel);
+        self.closed();
+        Err(fault)
     }
 }
 

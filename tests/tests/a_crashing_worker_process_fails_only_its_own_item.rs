@@ -364,3 +364,25 @@ async fn async_process_retries_every_item_of_a_crashed_batch() {
     assert!(out.iter().all(Result::is_ok), "{out:?}");
     assert!(f.opero().metrics().retries >= 1);
 }
+
+#[test]
+fn concurrent_calls_share_the_workers_of_one_opmap() {
+    let f = opmap()
+        .workers(1)
+        .progress(false)
+        .wrap_process(double_or_abort_on_13)
+        .unwrap();
+    let results: Vec<_> = std::thread::scope(|s| {
+        let calls: Vec<_> = (0..3)
+            .map(|_| {
+                let f = f.clone();
+                s.spawn(move || f.call(0..10u32))
+            })
+            .collect();
+        calls.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    let expected: Vec<Result<u32, _>> = (0..10).map(|x| Ok(x * 2)).collect();
+    for out in results {
+        assert_eq!(out, expected);
+    }
+}

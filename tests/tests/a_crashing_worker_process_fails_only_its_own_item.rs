@@ -386,3 +386,22 @@ fn concurrent_calls_share_the_workers_of_one_opmap() {
         assert_eq!(out, expected);
     }
 }
+
+#[test]
+fn the_cache_runs_in_the_parent_so_a_second_call_needs_no_worker() {
+    let f = opmap()
+        .workers(2)
+        .cache(true)
+        .progress(false)
+        .wrap_process(count_calls)
+        .unwrap();
+    let first = f.call(0..5u32);
+    let second = f.call(0..5u32);
+    assert_eq!(
+        first, second,
+        "the same (pid, count) pairs, served from the cache"
+    );
+    let metrics = f.opero().metrics();
+    assert_eq!(metrics.cache_hits, 5);
+    assert_eq!(metrics.cache_misses, 5);
+}

@@ -181,6 +181,9 @@ pub enum AttemptError<E> {
     Crashed(String),
     /// The attempt ran longer than its timeout and was abandoned. Retried per the retry settings.
     TimedOut(Duration),
+    /// The argument or the result could not cross to or from a worker process (it failed to
+    /// serialize or to deserialize). Never retried: the same value would fail the same way.
+    Codec(String),
 }
 
 impl<E> AttemptError<E> {
@@ -208,6 +211,7 @@ impl<E: fmt::Display> fmt::Display for AttemptError<E> {
             AttemptError::Panicked(msg) => write!(f, "panicked: {msg}"),
             AttemptError::Crashed(status) => write!(f, "worker crashed: {status}"),
             AttemptError::TimedOut(after) => write!(f, "timed out after {after:?}"),
+            AttemptError::Codec(why) => write!(f, "cannot cross the process boundary: {why}"),
         }
     }
 }

@@ -27,6 +27,8 @@ impl<P: ?Sized> Attempts<'_, P> {
             AttemptError::Failed(e) => self.policy.retry_delay(attempt, e),
             // A panic is a bug in the user's code; running it again would only repeat it.
             AttemptError::Panicked(_) => None,
+            // A value that failed to (de)serialize fails the same way on every attempt.
+            AttemptError::Codec(_) => None,
             AttemptError::Crashed(_) | AttemptError::TimedOut(_) => {
                 self.policy.retry_delay_after_fault(attempt)
             }

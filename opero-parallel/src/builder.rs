@@ -55,7 +55,12 @@ pub struct OpmapBuilder<C, K = StableKey, P = Backoff> {
     workers: usize,
     ordered: bool,
     progress: bool,
+    timeout: Option<Duration>,
+    in_flight: usize,
 }
+
+/// Items in flight in each worker process of an `async_process` map unless set otherwise.
+pub const DEFAULT_IN_FLIGHT_PER_WORKER: usize = 8;
 
 impl<C> OpmapBuilder<C> {
     /// A builder from the defaults.
@@ -71,6 +76,8 @@ impl<C> OpmapBuilder<C> {
             workers: config.workers,
             ordered: config.ordered,
             progress: config.progress,
+            timeout: None,
+            in_flight: DEFAULT_IN_FLIGHT_PER_WORKER,
         }
     }
 }
@@ -148,6 +155,8 @@ impl<C, K, P> OpmapBuilder<C, K, P> {
             workers: self.workers,
             ordered: self.ordered,
             progress: self.progress,
+            timeout: self.timeout,
+            in_flight: self.in_flight,
         }
     }
 
@@ -159,6 +168,8 @@ impl<C, K, P> OpmapBuilder<C, K, P> {
             workers: self.workers,
             ordered: self.ordered,
             progress: self.progress,
+            timeout: self.timeout,
+            in_flight: self.in_flight,
         }
     }
 
@@ -184,6 +195,23 @@ impl<C, K, P> OpmapBuilder<C, K, P> {
     /// Whether to draw a progress bar on stderr (only ever when it is a terminal). Default true.
     pub fn progress(mut self, progress: bool) -> Self {
         self.progress = progress;
+        self
+    }
+
+    /// Process modes only: how long one attempt may run in a worker process before the worker is
+    /// killed (and replaced) and the attempt fails with
+    /// [`AttemptError::TimedOut`](opero_core::AttemptError::TimedOut), retried per the retry
+    /// settings. Counted from when the attempt is handed to the pool; in `async_process` it
+    /// bounds the worker's whole batch. Default: none.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Mode `async_process` only: how many items each worker process runs at once (one batch).
+    /// At least 1. Default 8.
+    pub fn in_flight_per_worker(mut self, items: usize) -> Self {
+        self.in_flight = items;
         self
     }
 
@@ -319,5 +347,155 @@ impl<C, K, P> OpmapBuilder<C, K, P> {
         let executor = self.async_executor()?;
         let inner = self.inner(executor, function, fallbacks, f)?;
         Ok(OpmapAsync { inner })
+    }
+
+    /// The process-mode settings checked, for `wanted` (the default mode `thread` is taken to
+    /// mean `wanted` here).
+    #[cfg(feature = "process")]
+    fn process_mode(&self, wanted: Mode) -> Result<(), OperoError> {
+        check_workers(self.workers)?;
+        self.opero.config().validate()?;
+        if self.mode != wanted && self.mode != Mode::Thread {
+            let hint = if wanted == Mode::Process {
+                "`wrap_process` runs a blocking function in worker processes: pick \"process\" (or use `wrap`/`wrap_async` for the other modes)"
+            } else {
+                "`wrap_process_async` runs an async function in worker processes: pick \"async_process\" (or use `wrap`/`wrap_async` for the other modes)"
+            };
+            return Err(OperoError::invalid_config("mode", self.mode, hint));
+        }
+        if self.timeout == Some(Duration::ZERO) {
+            return Err(OperoError::invalid_config(
+                "timeout",
+                "0s",
+                "must be above zero",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Builds the opmap over a named blocking function run in `workers` worker processes (mode
+    /// [`process`](Mode::Process); the default mode `thread` is taken to mean it here). The item,
+    /// the result and the function's error cross between processes serialized, so all three are
+    /// serde types; the function reaches the workers by its type, so it must be a named `fn` (or a
+    /// closure that captures nothing). See [`OpmapProcess`](crate::OpmapProcess) for what happens on a crash, and
+    /// [`init_workers`](crate::init_workers) for the line `main` needs.
+    ///
+    /// Errors, up front: a capturing closure, a mode other than `process`, a bad setting, no
+    /// init line, or worker processes that cannot start.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use opero_parallel::{init_workers, opmap};
+    /// use std::time::Duration;
+    ///
+    /// fn risky(x: &u32) -> Result<u32, String> {
+    ///     if *x == 3 { std::process::abort() }
+    ///     Ok(x + 1)
+    /// }
+    ///
+    /// fn main() {
+    ///     init_workers();
+    ///     let f = opmap().workers(2).retries(0).timeout(Duration::from_secs(5)).progress(false)
+    ///         .wrap_process(risky).unwrap();
+    ///     let out = f.call([1, 2, 3, 4]);
+    ///     assert_eq!(out[0], Ok(2));
+    ///     assert!(out[2].as_ref().unwrap_err().to_string().contains("worker crashed"));
+    ///     assert_eq!(out[3], Ok(5));
+    /// }
+    /// ```
+    #[cfg(feature = "process")]
+    #[track_caller]
+    pub fn wrap_process<I, T, E, F>(
+        self,
+        f: F,
+    ) -> Result<crate::OpmapProcess<C, K, P, I, T, E>, OperoError>
+    where
+        C: BuildCache,
+        F: Fn(&I) -> Result<T, E> + Copy + Send + Sync + 'static,
+        I: serde::Serialize + serde::de::DeserializeOwned,
+        T: serde::Serialize + serde::de::DeserializeOwned,
+        E: serde::Serialize + serde::de::DeserializeOwned,
+    {
+        let _ = f;
+        let function = FunctionId::of::<F>(Location::caller());
+        self.process_mode(Mode::Process)?;
+        crate::process::check_function::<F>()?;
+        let threads = crate::ThreadExecutor::new(self.workers)?;
+        let (ordered, progress, timeout, workers) =
+            (self.ordered, self.progress, self.timeout, self.workers);
+        let opero = self.opero.build()?;
+        let pool = crate::process::Workers::start(
+            workers,
+            timeout,
+            crate::process::sync_trampoline::<F, I, T, E>(),
+        )?;
+        Ok(crate::OpmapProcess {
+            inner: Arc::new(crate::process_map::ProcessInner {
+                opero,
+                function,
+                workers: pool,
+                threads,
+                ordered,
+                progress,
+                types: std::marker::PhantomData,
+            }),
+        })
+    }
+
+    /// Builds the opmap over a named async function run in `workers` worker processes, up to
+    /// [`in_flight_per_worker`](Self::in_flight_per_worker) items at once in each (mode
+    /// [`async_process`](Mode::AsyncProcess); the default mode `thread` is taken to mean it
+    /// here). The same rules as [`wrap_process`](Self::wrap_process); see
+    /// [`OpmapProcessAsync`](crate::OpmapProcessAsync) for batches and crashes.
+    #[cfg(feature = "process")]
+    #[track_caller]
+    pub fn wrap_process_async<I, T, E, F, Fut>(
+        self,
+        f: F,
+    ) -> Result<crate::OpmapProcessAsync<C, K, P, I, T, E>, OperoError>
+    where
+        C: BuildCache,
+        F: Fn(I) -> Fut + Copy + Send + Sync + 'static,
+        Fut: Future<Output = Result<T, E>>,
+        I: serde::Serialize + serde::de::DeserializeOwned,
+        T: serde::Serialize + serde::de::DeserializeOwned,
+        E: serde::Serialize + serde::de::DeserializeOwned,
+    {
+        let _ = f;
+        let function = FunctionId::of::<F>(Location::caller());
+        self.process_mode(Mode::AsyncProcess)?;
+        crate::process::check_function::<F>()?;
+        if self.in_flight == 0 {
+            return Err(OperoError::invalid_config(
+                "in_flight_per_worker",
+                0,
+                "must be at least 1",
+            ));
+        }
+        let (ordered, progress, timeout, workers, in_flight) = (
+            self.ordered,
+            self.progress,
+            self.timeout,
+            self.workers,
+            self.in_flight,
+        );
+        let opero = self.opero.build()?;
+        let pool = crate::process::Workers::start(
+            workers,
+            timeout,
+            crate::process::async_trampoline::<F, I, T, E, Fut>(),
+        )?;
+        let batches = crate::process::Batches::start(pool, in_flight)?;
+        Ok(crate::OpmapProcessAsync {
+            inner: Arc::new(crate::process_map::AsyncProcessInner {
+                opero,
+                function,
+                batches,
+                ordered,
+                progress,
+                types: std::marker::PhantomData,
+            }),
+        })
     }
 }

@@ -14,7 +14,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// | `thread` | a pool of `workers` OS threads | blocking work (files, blocking HTTP clients) |
 /// | `rayon` | a rayon pool of `workers` threads | CPU-bound work |
 /// | `async` | tokio tasks, `workers` in flight | async functions |
-/// | `process`, `async_process` | worker processes | isolation from crashes (not yet available) |
+/// | `process`, `async_process` | worker processes re-executing this binary | isolation from crashes and from non-thread-safe code |
 ///
 /// # Examples
 ///
@@ -36,10 +36,11 @@ pub enum Mode {
     Rayon,
     /// Async functions as tokio tasks.
     Async,
-    /// Blocking work in worker processes. Not yet available: building an opmap in this mode
-    /// returns an [`OperoError`] of kind [`ErrorKind::Executor`].
+    /// A named blocking function in worker processes: build it with
+    /// [`wrap_process`](crate::OpmapBuilder::wrap_process) (cargo feature `process`).
     Process,
-    /// Async functions in worker processes. Not yet available, as [`Mode::Process`].
+    /// A named async function in worker processes, several items at once in each: build it with
+    /// [`wrap_process_async`](crate::OpmapBuilder::wrap_process_async) (cargo feature `process`).
     AsyncProcess,
 }
 
@@ -72,12 +73,14 @@ impl Mode {
     /// Checks that this build can run the mode.
     pub(crate) fn check_available(self) -> Result<(), OperoError> {
         match self {
-            Mode::Process | Mode::AsyncProcess => Err(OperoError::invalid_config(
-                "mode",
-                self.name(),
-                "worker-process modes are not available yet in this version of opero",
-            )
-            .with_kind(ErrorKind::Executor)),
+            Mode::Process | Mode::AsyncProcess if !cfg!(feature = "process") => {
+                Err(OperoError::invalid_config(
+                    "mode",
+                    self.name(),
+                    "worker-process modes need the cargo feature `process` (of `opero`, on by default)",
+                )
+                .with_kind(ErrorKind::FeatureDisabled))
+            }
             _ => Ok(()),
         }
     }

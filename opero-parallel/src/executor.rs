@@ -244,6 +244,11 @@ impl AnyExecutor {
         match mode {
             Mode::Thread => Ok(AnyExecutor::Thread(ThreadExecutor::new(workers)?)),
             Mode::Rayon => Ok(AnyExecutor::Rayon(RayonExecutor::new(workers)?)),
+            Mode::Process | Mode::AsyncProcess => Err(OperoError::invalid_config(
+                "mode",
+                mode,
+                "worker processes run a named function: build with `wrap_process` or `wrap_process_async`",
+            )),
             _ => Err(OperoError::invalid_config(
                 "mode",
                 mode,
@@ -302,6 +307,11 @@ impl AnyAsyncExecutor {
         mode.check_available()?;
         match mode {
             Mode::Async => Ok(AnyAsyncExecutor::Tokio(TokioExecutor::new(workers)?)),
+            Mode::Process | Mode::AsyncProcess => Err(OperoError::invalid_config(
+                "mode",
+                mode,
+                "worker processes run a named function: build with `wrap_process` or `wrap_process_async`",
+            )),
             _ => Err(OperoError::invalid_config(
                 "mode",
                 mode,
@@ -386,7 +396,7 @@ mod tests {
             Some("mode")
         );
         let err = AnyExecutor::new(Mode::Process, 2).unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::Executor);
+        assert_eq!(err.field(), Some("mode"));
         assert_eq!(
             AnyExecutor::new(Mode::Thread, 0).unwrap_err().field(),
             Some("workers")

@@ -7,7 +7,7 @@
 //! | [`Mode::Thread`] (default) | [`ThreadExecutor`]: `workers` OS threads | blocking work |
 //! | [`Mode::Rayon`] | [`RayonExecutor`]: a rayon pool of `workers` threads | CPU-bound work |
 //! | [`Mode::Async`] | [`TokioExecutor`]: tokio tasks, `workers` in flight | async functions |
-//! | [`Mode::Process`], [`Mode::AsyncProcess`] | not yet available | isolation from crashes |
+//! | [`Mode::Process`], [`Mode::AsyncProcess`] | worker processes (procspawn), built with [`OpmapBuilder::wrap_process`] and [`OpmapBuilder::wrap_process_async`]; needs [`init_workers`] first in `main` | isolation from crashes and non-thread-safe code (cargo feature `process`, on by default) |
 //!
 //! Every item gets its own retries, fallback values and cache entry (namespace
 //! `"opero_opmap_item"` unless set), and every attempt of every worker takes its permit from the
@@ -59,12 +59,20 @@ mod builder;
 mod config;
 mod executor;
 mod opmap;
+#[cfg(feature = "process")]
+mod process;
+#[cfg(feature = "process")]
+mod process_map;
 mod progress;
 
-pub use builder::OpmapBuilder;
+pub use builder::{OpmapBuilder, DEFAULT_IN_FLIGHT_PER_WORKER};
 pub use config::{Mode, OpmapConfig, DEFAULT_NAMESPACE, DEFAULT_WORKERS};
 pub use executor::{AnyAsyncExecutor, AnyExecutor, RayonExecutor, ThreadExecutor, TokioExecutor};
 pub use opmap::{ItemResult, Opmap, OpmapAsync, OpmapIter};
+#[cfg(feature = "process")]
+pub use process::{__mark_workers_ready, __procspawn, init_workers};
+#[cfg(feature = "process")]
+pub use process_map::{OpmapProcess, OpmapProcessAsync};
 
 use opero_core::NoCache;
 

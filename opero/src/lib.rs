@@ -77,6 +77,10 @@ pub mod parallel {
     pub use opero_parallel::*;
 }
 
+#[cfg(feature = "process")]
+pub use opero_parallel::{
+    enable_process_test_support, init_workers, OpmapProcess, OpmapProcessAsync,
+};
 #[cfg(feature = "parallel")]
 pub use opero_parallel::{Mode, Opmap, OpmapAsync, OpmapBuilder, OpmapConfig, OpmapIter};
 

@@ -22,15 +22,21 @@ fn zero_workers_is_an_error_naming_workers_in_every_mode() {
 }
 
 #[test]
-fn process_modes_are_named_but_not_available_yet() {
+fn process_modes_point_a_closure_to_wrap_process() {
     for mode in [Mode::Process, Mode::AsyncProcess] {
         let err = opmap()
             .mode(mode)
             .wrap(|x: &u8| Ok::<_, String>(*x))
             .unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::Executor);
+        assert_eq!(err.kind(), ErrorKind::InvalidConfig);
         assert_eq!(err.field(), Some("mode"));
         assert_eq!(err.value(), Some(mode.name()));
+        assert!(err.to_string().contains("wrap_process"), "{err}");
+        let err = opmap()
+            .mode(mode)
+            .wrap_async(|x: u8| async move { Ok::<_, String>(x) })
+            .unwrap_err();
+        assert!(err.to_string().contains("wrap_process"), "{err}");
     }
 }
 
@@ -73,4 +79,29 @@ fn a_bad_pipeline_setting_is_an_error_too() {
         .wrap(|x: &u8| Ok::<_, String>(*x))
         .unwrap_err();
     assert_eq!(err.field(), Some("rate_limit.rate"));
+}
+
+fn double(x: &u32) -> Result<u32, String> {
+    Ok(x * 2)
+}
+
+async fn double_async(x: u32) -> Result<u32, String> {
+    Ok(x * 2)
+}
+
+#[test]
+fn worker_processes_without_the_init_line_are_an_error_that_names_it() {
+    // This test binary has no `enable_process_test_support!()`: a worker would not know it is
+    // one, so no worker is started and the error says which line is missing.
+    let err = opmap().progress(false).wrap_process(double).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Executor);
+    assert!(err.to_string().contains("opero::init_workers()"), "{err}");
+    let err = opmap()
+        .progress(false)
+        .wrap_process_async(double_async)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("enable_process_test_support"),
+        "{err}"
+    );
 }

@@ -58,6 +58,8 @@
 mod builder;
 mod config;
 mod executor;
+#[cfg(feature = "process")]
+mod last_words;
 mod opmap;
 #[cfg(feature = "process")]
 mod process;

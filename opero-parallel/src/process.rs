@@ -9,8 +9,9 @@
 //! Every attempt of an item is one call into a worker: the item goes there serialized (postcard,
 //! the codec procspawn's channels use), the reply comes back the same way, and the whole pipeline
 //! (cache, fallback-free retries, rate limit) stays in the parent. A worker that dies during a call
-//! fails that attempt with [`AttemptError::Crashed`]; procspawn starts a fresh worker in its place
-//! and the item is retried per its retry settings.
+//! fails that attempt with [`AttemptError::Crashed`], which names the signal or exit status the
+//! worker recorded in its status file (see the `last_words` module); procspawn starts a fresh
+//! worker in its place and the item is retried per its retry settings.
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -29,6 +30,7 @@ use ipc_channel::ipc::{self, IpcReceiver, IpcSender};
 use ipc_channel::TryRecvError;
 
 use crate::executor::lock;
+use crate::last_words::{self, StatusDir};
 
 /// Set by [`init_workers`] and by the test-support macro: without either, a worker process would
 /// run the caller's whole `main` instead of serving calls, so no pool is started.
@@ -223,6 +225,7 @@ fn watch_parent() {
                 .spawn(move || loop {
                     std::thread::sleep(PARENT_POLL);
                     if std::os::unix::process::parent_id() != parent {
+                        last_words::forget();
                         tracing::warn!(target: "opero", parent, "opmap worker's parent died; exiting");
                         std::process::exit(70);
                     }
@@ -322,8 +325,9 @@ where
     })
 }
 
-/// The two ends a worker serves on: requests in, replies out.
-pub(crate) type Ends<A, R> = (IpcReceiver<A>, IpcSender<R>);
+/// What a worker serves on: requests in, replies out, and the path of the status file where it
+/// records how it ends (none where that is not supported).
+pub(crate) type Ends<A, R> = (IpcReceiver<A>, IpcSender<R>, Option<String>);
 
 /// The ends of an `async_process` worker: a batch of encoded items in, their replies out.
 pub(crate) type BatchEnds = Ends<Vec<Vec<u8>>, Vec<Reply>>;
@@ -340,7 +344,9 @@ where
     R: Serialize + DeserializeOwned,
 {
     watch_parent();
-    let (requests, replies) = ends;
+    let (requests, replies, status) = ends;
+    // Records a crash from here on; disarmed when the parent closes the channel.
+    let _armed = last_words::arm(status.as_deref());
     while let Ok(request) = requests.recv() {
         if replies.send(handle(request)).is_err() {
             break;
@@ -415,6 +421,16 @@ struct Channel<A, R> {
     call: procspawn::JoinHandle<()>,
     requests: IpcSender<A>,
     replies: IpcReceiver<R>,
+    /// The worker's status file, removed with the channel.
+    status: Option<std::path::PathBuf>,
+}
+
+impl<A, R> Drop for Channel<A, R> {
+    fn drop(&mut self) {
+        if let Some(path) = &self.status {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 /// The channels of a pool: the idle ones, and how many are open in all. A channel holds its
@@ -435,6 +451,8 @@ pub(crate) struct Workers<A, R> {
     freed: Condvar,
     workers: usize,
     timeout: Option<Duration>,
+    /// Where the workers record how they end; removed when the pool is dropped.
+    status: StatusDir,
 }
 
 impl<A, R> Workers<A, R>
@@ -508,6 +526,7 @@ where
             freed: Condvar::new(),
             workers,
             timeout,
+            status: StatusDir::create(),
         })
     }
 
@@ -561,14 +580,18 @@ where
         // procspawn panics when the pool was killed (the opmap is being dropped) or a channel
         // cannot be made; either way this attempt has no worker.
         let serve = self.serve;
+        let status = self.status.next_file();
+        let status_arg = status.as_ref().and_then(|p| p.to_str()).map(str::to_owned);
         let call = catch_unwind(AssertUnwindSafe(|| {
-            self.pool.spawn((worker_requests, worker_replies), serve)
+            self.pool
+                .spawn((worker_requests, worker_replies, status_arg), serve)
         }))
         .map_err(|payload| no_worker(panic_message(payload)))?;
         Ok(Channel {
             call,
             requests,
             replies,
+            status,
         })
     }
 
@@ -610,40 +633,45 @@ where
     }
 }
 
-/// The worker of `channel` died: says how, as far as procspawn tells.
+/// The worker of `channel` died: says how, from procspawn's error when it has more to say (a
+/// panic outside the function) and otherwise from the worker's status file.
 fn crashed<A, R>(channel: &mut Channel<A, R>) -> Fault {
+    let pid = channel.call.pid();
     // The worker's loop call ends with the process; its error says whether it panicked.
-    let why = match channel.call.join_timeout(Duration::from_millis(100)) {
+    let told = match channel.call.join_timeout(Duration::from_millis(100)) {
         Err(e) if !e.is_timeout() => describe(&e),
-        _ => "the worker process died during the call (abort, signal or exit)".to_owned(),
+        _ => None,
     };
     let _ = channel.call.kill();
+    // The worker wrote its status before it died, and the channel closed only once it had.
+    let why = told.unwrap_or_else(|| last_words::read(channel.status.as_deref(), pid));
     tracing::warn!(target: "opero", error = %why, "opmap worker crashed; replaced");
     Fault::Crashed(why)
 }
 
-/// What a failed procspawn call says about the worker.
-fn describe(e: &procspawn::SpawnError) -> String {
+/// What a failed procspawn call says about the worker, beyond that it died (procspawn reaps a
+/// dead worker itself and keeps no exit status: that comes from the status file).
+fn describe(e: &procspawn::SpawnError) -> Option<String> {
     if let Some(panic) = e.panic_info() {
-        format!(
+        Some(format!(
             "the worker process panicked outside the function: {}",
             panic.message()
-        )
+        ))
     } else if e.is_remote_close() {
-        // procspawn reaps the dead worker itself and keeps no exit status, so the cause (abort,
-        // signal, `exit`) cannot be named here.
-        "the worker process died during the call (abort, signal or exit)".to_owned()
+        None
     } else if e.is_cancellation() {
-        "the call was cancelled before a worker took it".to_owned()
+        Some("the call was cancelled before a worker took it".to_owned())
     } else {
-        format!("the worker process failed: {e}")
+        Some(format!("the worker process failed: {e}"))
     }
 }
 
 impl<A, R> Drop for Workers<A, R> {
     fn drop(&mut self) {
-        // Kills and reaps every worker, also the busy ones, so that none outlives the opmap.
+        // Kills and reaps every worker, also the busy ones, so that none outlives the opmap;
+        // the status files go with their channels, and the directory when `status` drops.
         self.pool.kill();
+        lock(&self.channels).idle.clear();
         tracing::debug!(target: "opero", workers = self.workers, "opmap worker processes stopped");
     }
 }

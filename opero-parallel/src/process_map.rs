@@ -73,7 +73,7 @@ pub(crate) struct ProcessInner<C, K, P, I, T, E> {
 /// |---|---|---|
 /// | the function returns `Err(e)` | [`AttemptError::Failed`]`(e)` | per `retries` and `retry_on` |
 /// | the function panics | [`AttemptError::Panicked`] (the worker lives on) | never |
-/// | the worker dies (abort, signal, `exit`) | [`AttemptError::Crashed`]; a fresh worker replaces it | per `retries` (same backoff) |
+/// | the worker dies (abort, signal, `exit`) | [`AttemptError::Crashed`], naming the signal or exit status where recorded; a fresh worker replaces it | per `retries` (same backoff) |
 /// | the attempt outlives [`timeout`](crate::OpmapBuilder::timeout) | [`AttemptError::TimedOut`]; the worker is killed and replaced | per `retries` |
 /// | the item or result fails to (de)serialize | [`AttemptError::Codec`] | never |
 ///

@@ -52,6 +52,53 @@ fn abort_once(job: &(String, u32)) -> Result<u32, String> {
     Ok(std::process::id())
 }
 
+/// Its worker's pid; `exit(3)` on item 5, SIGKILL (sent by `kill -9`) on item 8.
+fn pid_or_exit_3_on_5_or_sigkill_on_8(x: &u32) -> Result<u32, String> {
+    let pid = std::process::id();
+    match x {
+        5 => std::process::exit(3),
+        8 => {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status();
+            std::thread::sleep(Duration::from_secs(10));
+            Err("still alive after kill -9".to_owned())
+        }
+        _ => Ok(pid),
+    }
+}
+
+/// The pid in a `Crashed` message ("worker process <pid> ...").
+fn crashed_pid(message: &str) -> Option<u32> {
+    let rest = message.split("worker process ").nth(1)?;
+    rest.split(' ').next()?.parse().ok()
+}
+
+/// The pids named in this process's opmap status files (`<tmp>/opero-workers-<pid>-<n>/<n>`,
+/// each starting with `pid <worker pid>`), whichever pool they belong to.
+fn pids_in_status_files() -> Vec<u32> {
+    let prefix = format!("opero-workers-{}-", std::process::id());
+    let mut pids = Vec::new();
+    for dir in std::fs::read_dir(std::env::temp_dir()).unwrap().flatten() {
+        if !dir.file_name().to_string_lossy().starts_with(&prefix) {
+            continue;
+        }
+        for file in std::fs::read_dir(dir.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let text = std::fs::read_to_string(file.path()).unwrap_or_default();
+            pids.extend(
+                text.lines()
+                    .filter_map(|l| l.strip_prefix("pid "))
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            );
+        }
+    }
+    pids
+}
+
 fn sleep_on_1(x: &u32) -> Result<u32, String> {
     if *x == 1 {
         std::thread::sleep(Duration::from_secs(30));
@@ -112,10 +159,15 @@ fn an_item_that_aborts_its_worker_fails_alone_while_the_other_99_succeed() {
         if i == 13 {
             let err = result.as_ref().unwrap_err();
             assert_eq!(err.len(), 2, "one retry after the crash: {err}");
-            assert!(err
-                .attempts()
-                .iter()
-                .all(|a| matches!(a.error, AttemptError::Crashed(_))));
+            for attempt in err.attempts() {
+                let AttemptError::Crashed(why) = &attempt.error else {
+                    panic!("not a crash: {err}");
+                };
+                if cfg!(unix) {
+                    assert!(why.contains("killed by signal 6 (SIGABRT)"), "{why}");
+                    assert!(crashed_pid(why).is_some(), "{why}");
+                }
+            }
         } else {
             assert_eq!(result, &Ok(i as u32 * 2), "item {i}");
         }
@@ -136,14 +188,66 @@ fn a_worker_that_segfaults_fails_alone() {
     for (i, result) in out.iter().enumerate() {
         if i == 7 {
             let err = result.as_ref().unwrap_err();
-            assert!(
-                matches!(err.last().unwrap().error, AttemptError::Crashed(_)),
-                "{err}"
-            );
+            let AttemptError::Crashed(why) = &err.last().unwrap().error else {
+                panic!("not a crash: {err}");
+            };
+            // On Linux a write through a null pointer is an unmapped-page fault: SIGSEGV, not
+            // SIGBUS.
+            if cfg!(target_os = "linux") {
+                assert!(why.contains("killed by signal 11 (SIGSEGV)"), "{why}");
+            }
         } else {
             assert_eq!(result, &Ok(i as u32));
         }
     }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[test]
+fn a_worker_that_exits_or_is_sigkilled_says_so_and_leaves_no_status_file() {
+    let f = opmap()
+        .workers(2)
+        .retries(1)
+        .min_delay(Duration::ZERO)
+        .progress(false)
+        .wrap_process(pid_or_exit_3_on_5_or_sigkill_on_8)
+        .unwrap();
+    let out = f.call(0..12u32);
+    let mut crashed: Vec<u32> = Vec::new();
+    let mut served: Vec<u32> = Vec::new();
+    for (i, result) in out.iter().enumerate() {
+        let expected = match i {
+            5 => "exited with status 3",
+            8 => "died without a status (SIGKILL or killed from outside)",
+            _ => {
+                served.push(*result.as_ref().unwrap());
+                continue;
+            }
+        };
+        let err = result.as_ref().unwrap_err();
+        assert_eq!(err.len(), 2, "one retry after the crash: {err}");
+        for attempt in err.attempts() {
+            let AttemptError::Crashed(why) = &attempt.error else {
+                panic!("item {i}: not a crash: {err}");
+            };
+            assert!(why.contains(expected), "item {i}: {why}");
+            crashed.push(crashed_pid(why).unwrap());
+        }
+    }
+    assert!(!served.contains(&std::process::id()), "ran in the parent");
+    // A crashed worker's file is read and removed at once.
+    let left = pids_in_status_files();
+    assert!(
+        crashed.iter().all(|pid| !left.contains(pid)),
+        "status files of crashed workers left: {left:?} (crashed: {crashed:?})"
+    );
+    // The serving workers' files go with the pool.
+    drop(f);
+    let left = pids_in_status_files();
+    assert!(
+        served.iter().all(|pid| !left.contains(pid)),
+        "status files left behind: {left:?} (this pool's workers: {served:?})"
+    );
 }
 
 #[test]
@@ -333,10 +437,14 @@ async fn async_process_fails_an_aborting_item_alone() {
     for (i, result) in out.iter().enumerate() {
         if i == 5 {
             let err = result.as_ref().unwrap_err();
-            assert!(err
-                .attempts()
-                .iter()
-                .all(|a| matches!(a.error, AttemptError::Crashed(_))));
+            for attempt in err.attempts() {
+                let AttemptError::Crashed(why) = &attempt.error else {
+                    panic!("not a crash: {err}");
+                };
+                if cfg!(unix) {
+                    assert!(why.contains("killed by signal 6 (SIGABRT)"), "{why}");
+                }
+            }
         } else {
             assert_eq!(result, &Ok(i as u32));
         }

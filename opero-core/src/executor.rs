@@ -78,6 +78,20 @@ pub trait Executor: Send + Sync {
             .filter_map(|slot| slot.into_inner().unwrap_or_else(PoisonError::into_inner))
             .collect()
     }
+
+    /// Maps every item of a slice by reference, returning the outputs in input order.
+    ///
+    /// Borrowing spares moving each item into its unit of work, which on trivial items costs
+    /// more than the work (rayon's by-value producer measured 1.5x its borrowing one). The default
+    /// body maps the indices with [`map_ordered`](Executor::map_ordered); rayon overrides it.
+    fn map_slice<T, O, W>(&self, items: &[T], work: W) -> Vec<O>
+    where
+        T: Sync,
+        O: Send,
+        W: Fn(usize, &T) -> O + Sync,
+    {
+        self.map_ordered((0..items.len()).collect(), |i, _: usize| work(i, &items[i]))
+    }
 }
 
 /// Runs async units of work. How many are in flight at once ([`workers`](AsyncExecutor::workers))
@@ -158,6 +172,14 @@ macro_rules! forward_executor {
                 W: Fn(usize, T) -> O + Sync,
             {
                 (**self).map_ordered(items, work)
+            }
+            fn map_slice<T, O, W>(&self, items: &[T], work: W) -> Vec<O>
+            where
+                T: Sync,
+                O: Send,
+                W: Fn(usize, &T) -> O + Sync,
+            {
+                (**self).map_slice(items, work)
             }
         }
 

@@ -171,6 +171,21 @@ impl Executor for RayonExecutor {
                 .collect()
         })
     }
+
+    fn map_slice<T, O, W>(&self, items: &[T], work: W) -> Vec<O>
+    where
+        T: Sync,
+        O: Send,
+        W: Fn(usize, &T) -> O + Sync,
+    {
+        self.pool.install(|| {
+            items
+                .par_iter()
+                .enumerate()
+                .map(|(index, item)| work(index, item))
+                .collect()
+        })
+    }
 }
 
 // ===== impl TokioExecutor =====
@@ -287,6 +302,18 @@ impl Executor for AnyExecutor {
         match self {
             AnyExecutor::Thread(x) => x.map_ordered(items, work),
             AnyExecutor::Rayon(x) => x.map_ordered(items, work),
+        }
+    }
+
+    fn map_slice<T, O, W>(&self, items: &[T], work: W) -> Vec<O>
+    where
+        T: Sync,
+        O: Send,
+        W: Fn(usize, &T) -> O + Sync,
+    {
+        match self {
+            AnyExecutor::Thread(x) => x.map_slice(items, work),
+            AnyExecutor::Rayon(x) => x.map_slice(items, work),
         }
     }
 }

@@ -212,7 +212,7 @@ where
     where
         Items: IntoIterator<Item = I>,
         Items::IntoIter: Send,
-        I: Serialize + Send,
+        I: Serialize + Send + Sync,
         T: CacheValue,
         E: Display + Send,
         F: Fn(&I, &V) -> Result<T, E>,
@@ -233,7 +233,7 @@ where
     where
         Items: IntoIterator<Item = I>,
         Items::IntoIter: Send,
-        I: Serialize + Send,
+        I: Serialize + Send + Sync,
         T: CacheValue,
         E: Display + Send,
         F: Fn(&I, &V) -> Result<T, E>,
@@ -251,7 +251,7 @@ where
 
     fn call_ordered<I, T, E>(&self, items: Vec<I>) -> Vec<ItemResult<T, E>>
     where
-        I: Serialize + Send,
+        I: Serialize + Send + Sync,
         T: CacheValue,
         E: Display + Send,
         F: Fn(&I, &V) -> Result<T, E>,
@@ -263,9 +263,9 @@ where
             // Without a bar the closure is the item alone, which keeps rayon's loop tight.
             None => inner
                 .executor
-                .map_ordered(items, |_, item| inner.run_item(&item)),
-            Some(progress) => inner.executor.map_ordered(items, |_, item| {
-                let result = inner.run_item(&item);
+                .map_slice(&items, |_, item| inner.run_item(item)),
+            Some(progress) => inner.executor.map_slice(&items, |_, item| {
+                let result = inner.run_item(item);
                 progress.item_done(result.is_ok());
                 result
             }),

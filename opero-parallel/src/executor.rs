@@ -176,15 +176,9 @@ impl Executor for RayonExecutor {
     where
         T: Sync,
         O: Send,
-        W: Fn(usize, &T) -> O + Sync,
+        W: Fn(&T) -> O + Sync,
     {
-        self.pool.install(|| {
-            items
-                .par_iter()
-                .enumerate()
-                .map(|(index, item)| work(index, item))
-                .collect()
-        })
+        self.pool.install(|| items.par_iter().map(&work).collect())
     }
 }
 
@@ -309,7 +303,7 @@ impl Executor for AnyExecutor {
     where
         T: Sync,
         O: Send,
-        W: Fn(usize, &T) -> O + Sync,
+        W: Fn(&T) -> O + Sync,
     {
         match self {
             AnyExecutor::Thread(x) => x.map_slice(items, work),

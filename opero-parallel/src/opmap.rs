@@ -133,16 +133,40 @@ where
         // Every other path comes back boxed, in a register: merged with the fast path through a
         // stack slot, it made rayon's loop store and reload each result (measured 3x slower on a
         // trivial function); the box costs one allocation on paths that hash, wait or retry.
-        if let (true, Some(value)) = (self.bare, self.fallbacks.as_slice().first()) {
-            return match catch_unwind(AssertUnwindSafe(|| (self.f)(item, value))) {
-                Ok(Ok(output)) => Ok(output),
-                Ok(Err(e)) => *self.run_item_boxed(item, Some(AttemptError::Failed(e))),
-                Err(payload) => {
-                    *self.run_item_boxed(item, Some(AttemptError::Panicked(panic_message(payload))))
-                }
-            };
+        if let Some(value) = self.bare_value() {
+            return self.run_item_bare(item, value);
         }
         *self.run_item_boxed(item, None)
+    }
+
+    /// The first fallback value, when the pipeline has neither cache nor limiter, so that a first
+    /// attempt can run outside it.
+    #[inline(always)]
+    fn bare_value(&self) -> Option<&V> {
+        if self.bare {
+            self.fallbacks.as_slice().first()
+        } else {
+            None
+        }
+    }
+
+    /// One item whose first attempt runs here, its failure handed to the pipeline.
+    #[inline(always)]
+    fn run_item_bare<I, T, E>(&self, item: &I, value: &V) -> ItemResult<T, E>
+    where
+        I: Serialize,
+        T: CacheValue,
+        E: Display,
+        F: Fn(&I, &V) -> Result<T, E>,
+        P: RetryPolicy<E>,
+    {
+        match catch_unwind(AssertUnwindSafe(|| (self.f)(item, value))) {
+            Ok(Ok(output)) => Ok(output),
+            Ok(Err(e)) => *self.run_item_boxed(item, Some(AttemptError::Failed(e))),
+            Err(payload) => {
+                *self.run_item_boxed(item, Some(AttemptError::Panicked(panic_message(payload))))
+            }
+        }
     }
 
     #[cold]
@@ -260,11 +284,17 @@ where
         let inner = &*self.inner;
         log_start(inner.mode, inner.executor.workers(), Some(items.len()));
         match Progress::start(inner.progress, Some(items.len())) {
-            // Without a bar the closure is the item alone, which keeps rayon's loop tight.
-            None => inner
-                .executor
-                .map_slice(&items, |_, item| inner.run_item(item)),
-            Some(progress) => inner.executor.map_slice(&items, |_, item| {
+            // Without a bar the closure is the item alone, which keeps rayon's loop tight; with
+            // no cache and no limiter the bare first attempt is chosen once, not per item.
+            None => match inner.bare_value() {
+                Some(value) => inner
+                    .executor
+                    .map_slice(&items, |item| inner.run_item_bare(item, value)),
+                None => inner
+                    .executor
+                    .map_slice(&items, |item| inner.run_item(item)),
+            },
+            Some(progress) => inner.executor.map_slice(&items, |item| {
                 let result = inner.run_item(item);
                 progress.item_done(result.is_ok());
                 result

@@ -352,6 +352,54 @@ impl OperoConfig {
     }
 }
 
+/// Reads a duration written for people (`"250ms"`, `"1.5s"`, `"2m"`) or as a number of seconds,
+/// the way every opero config does; a malformed or negative one is an error naming `field`.
+///
+/// # Examples
+///
+/// ```
+/// use opero_core::parse_duration;
+/// use std::time::Duration;
+///
+/// assert_eq!(parse_duration("timeout", &serde_json::json!("1.5s")).unwrap(), Duration::from_millis(1500));
+/// assert_eq!(parse_duration("timeout", &serde_json::json!(2)).unwrap(), Duration::from_secs(2));
+/// assert_eq!(parse_duration("timeout", &serde_json::json!(-1)).unwrap_err().field(), Some("timeout"));
+/// ```
+pub fn parse_duration(
+    field: &'static str,
+    value: &serde_json::Value,
+) -> Result<Duration, OperoError> {
+    match serde_json::from_value::<RawDuration>(value.clone()) {
+        Ok(raw) => raw.into_duration(field),
+        Err(_) => Err(OperoError::invalid_config(
+            field,
+            value,
+            "not a duration; write e.g. \"250ms\", \"1.5s\" or a number of seconds",
+        )),
+    }
+}
+
+/// Serde for an optional duration in opero's file format: written as text for people
+/// (`"1m 30s"`), read from text or a number of seconds. For `#[serde(with = "...")]`.
+pub mod optional_duration {
+    use super::RawDuration;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::time::Duration;
+
+    /// Writes `Some(d)` as text, `None` as null.
+    pub fn serialize<S: Serializer>(value: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        value.map(RawDuration::from_duration).serialize(s)
+    }
+
+    /// Reads text, a number of seconds, or null.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Option::<RawDuration>::deserialize(d)?
+            .map(|raw| raw.into_duration("duration"))
+            .transpose()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 // ===== raw (wire) forms, validated on the way in =====
 
 /// A duration as written in a file: seconds as a number, or text such as `"1.5s"`.

@@ -51,7 +51,9 @@ mod retry;
 
 pub use cache::{BuildCache, CacheBackend, CacheValue, NoCache};
 pub use codec::{Codec, Decoded, Header, HEADER_LEN};
-pub use config::{CacheConfig, OperoConfig, RateLimitConfig, RetryConfig};
+pub use config::{
+    optional_duration, parse_duration, CacheConfig, OperoConfig, RateLimitConfig, RetryConfig,
+};
 pub use error::{AllFailedError, Attempt, AttemptError, ErrorKind, OperoError};
 pub use executor::{AsyncExecutor, Executor, UnitHandle, UnitLost};
 pub use key::{CacheKey, FunctionId, FunctionLabel, KeyFn, StableKey};

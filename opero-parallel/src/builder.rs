@@ -59,9 +59,6 @@ pub struct OpmapBuilder<C, K = StableKey, P = Backoff> {
     in_flight: usize,
 }
 
-/// Items in flight in each worker process of an `async_process` map unless set otherwise.
-pub const DEFAULT_IN_FLIGHT_PER_WORKER: usize = 8;
-
 impl<C> OpmapBuilder<C> {
     /// A builder from the defaults.
     pub fn new() -> Self {
@@ -76,8 +73,8 @@ impl<C> OpmapBuilder<C> {
             workers: config.workers,
             ordered: config.ordered,
             progress: config.progress,
-            timeout: None,
-            in_flight: DEFAULT_IN_FLIGHT_PER_WORKER,
+            timeout: config.timeout,
+            in_flight: config.in_flight_per_worker,
         }
     }
 }

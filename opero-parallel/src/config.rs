@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::time::Duration;
 
 use opero_core::{ErrorKind, OperoConfig, OperoError};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -163,7 +164,16 @@ pub struct OpmapConfig {
     pub ordered: bool,
     /// Whether to draw a progress bar on stderr when it is a terminal.
     pub progress: bool,
+    /// Process modes only: how long one attempt may run in a worker process before the worker is
+    /// killed and the attempt fails as timed out; `None` for no limit.
+    #[serde(with = "opero_core::optional_duration")]
+    pub timeout: Option<Duration>,
+    /// Mode `async_process` only: how many items each worker process runs at once; at least 1.
+    pub in_flight_per_worker: usize,
 }
+
+/// Items in flight in each worker process of an `async_process` map unless set otherwise.
+pub const DEFAULT_IN_FLIGHT_PER_WORKER: usize = 8;
 
 /// The cache namespace of opmap items unless set otherwise.
 pub const DEFAULT_NAMESPACE: &str = "opero_opmap_item";
@@ -181,6 +191,8 @@ impl Default for OpmapConfig {
             workers: DEFAULT_WORKERS,
             ordered: true,
             progress: true,
+            timeout: None,
+            in_flight_per_worker: DEFAULT_IN_FLIGHT_PER_WORKER,
         }
     }
 }
@@ -189,7 +201,22 @@ impl OpmapConfig {
     /// Checks every value; the error names the first field that is out of range.
     pub fn validate(&self) -> Result<(), OperoError> {
         self.opero.validate()?;
-        check_workers(self.workers)
+        check_workers(self.workers)?;
+        if self.timeout == Some(Duration::ZERO) {
+            return Err(OperoError::invalid_config(
+                "timeout",
+                "0s",
+                "must be positive; leave it unset for no limit",
+            ));
+        }
+        if self.in_flight_per_worker == 0 {
+            return Err(OperoError::invalid_config(
+                "in_flight_per_worker",
+                0,
+                "must be at least 1",
+            ));
+        }
+        Ok(())
     }
 
     /// Parses and validates a JSON document, keeping the typed error of a bad value.
@@ -212,6 +239,19 @@ impl OpmapConfig {
                 .and_then(|w| usize::try_from(w).ok())
                 .ok_or_else(|| {
                     OperoError::invalid_config("workers", &workers, "must be a whole number")
+                })?;
+        }
+        if let Some(timeout) = doc.remove("timeout") {
+            if !timeout.is_null() {
+                cfg.timeout = Some(opero_core::parse_duration("timeout", &timeout)?);
+            }
+        }
+        if let Some(n) = doc.remove("in_flight_per_worker") {
+            cfg.in_flight_per_worker = n
+                .as_u64()
+                .and_then(|n| usize::try_from(n).ok())
+                .ok_or_else(|| {
+                    OperoError::invalid_config("in_flight_per_worker", &n, "must be a whole number")
                 })?;
         }
         for (field, slot) in [
@@ -271,6 +311,8 @@ mod tests {
             workers: 20,
             ordered: false,
             progress: false,
+            timeout: Some(Duration::from_millis(1500)),
+            in_flight_per_worker: 3,
             ..Default::default()
         };
         let text = serde_json::to_string(&cfg).unwrap();
@@ -278,9 +320,12 @@ mod tests {
         assert_eq!(back.mode, Mode::Async);
         assert_eq!(back.workers, 20);
         assert!(!back.ordered && !back.progress);
+        assert_eq!(back.timeout, Some(Duration::from_millis(1500)));
+        assert_eq!(back.in_flight_per_worker, 3);
         assert_eq!(back.opero.cache.namespace, DEFAULT_NAMESPACE);
         let serde_back: OpmapConfig = serde_json::from_str(&text).unwrap();
         assert_eq!(serde_back.workers, 20);
+        assert_eq!(serde_back.timeout, Some(Duration::from_millis(1500)));
     }
 
     #[test]
@@ -288,6 +333,12 @@ mod tests {
         let field = |text: &str| OpmapConfig::from_json(text).unwrap_err().field();
         assert_eq!(field(r#"{"workers": -1}"#), Some("workers"));
         assert_eq!(field(r#"{"ordered": "yes"}"#), Some("ordered"));
+        assert_eq!(field(r#"{"timeout": "soon"}"#), Some("timeout"));
+        assert_eq!(field(r#"{"timeout": 0}"#), Some("timeout"));
+        assert_eq!(
+            field(r#"{"in_flight_per_worker": 0}"#),
+            Some("in_flight_per_worker")
+        );
         assert_eq!(field(r#"{"mode": 3}"#), Some("mode"));
         assert_eq!(
             field(r#"{"retry": {"backoff_factor": 0.5}}"#),

@@ -67,8 +67,10 @@ mod process;
 mod process_map;
 mod progress;
 
-pub use builder::{OpmapBuilder, DEFAULT_IN_FLIGHT_PER_WORKER};
-pub use config::{Mode, OpmapConfig, DEFAULT_NAMESPACE, DEFAULT_WORKERS};
+pub use builder::OpmapBuilder;
+pub use config::{
+    Mode, OpmapConfig, DEFAULT_IN_FLIGHT_PER_WORKER, DEFAULT_NAMESPACE, DEFAULT_WORKERS,
+};
 pub use executor::{AnyAsyncExecutor, AnyExecutor, RayonExecutor, ThreadExecutor, TokioExecutor};
 pub use opmap::{ItemResult, Opmap, OpmapAsync, OpmapIter};
 #[cfg(feature = "process")]

@@ -38,8 +38,15 @@ impl Progress {
         } else {
             TEMPLATE_UNKNOWN_LEN
         };
-        let style =
-            ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar());
+        // indicatif's own `{per_sec}` prints four decimals; one is enough to read a rate.
+        let style = ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .with_key(
+                "per_sec",
+                |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{:.1}/s", state.per_sec());
+                },
+            );
         let bar = if tracing_indicatif::writer::get_indicatif_stderr_writer().is_some() {
             let span = tracing::info_span!(target: "opero", "opmap", indicatif.pb_show = true);
             span.pb_set_style(&style);

@@ -19,7 +19,8 @@
 //! let opero = Opero::with_cache(cfg, cache).unwrap();
 //! let mut runs = 0;
 //! for _ in 0..3 {
-//!     let v = opero.call("Oslo", |city: &str| { runs += 1; Ok::<_, String>(city.len()) }).unwrap();
+//!     // The closure captures `runs`, so it needs a name to be cached.
+//!     let v = opero.named("name_length").call("Oslo", |city: &str| { runs += 1; Ok::<_, String>(city.len()) }).unwrap();
 //!     assert_eq!(v, 4);
 //! }
 //! assert_eq!(runs, 1);

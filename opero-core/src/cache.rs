@@ -64,7 +64,7 @@ impl<T: Clone + Serialize + DeserializeOwned + Send + Sync + 'static> CacheValue
 /// let opero = Opero::with_cache(cfg, MapCache::default()).unwrap();
 /// let mut runs = 0;
 /// for _ in 0..3 {
-///     let v = opero.call(&21, |x: &i32| { runs += 1; Ok::<_, String>(x * 2) }).unwrap();
+///     let v = opero.named("double").call(&21, |x: &i32| { runs += 1; Ok::<_, String>(x * 2) }).unwrap();
 ///     assert_eq!(v, 42);
 /// }
 /// assert_eq!(runs, 1);

@@ -11,15 +11,49 @@ use crate::error::{ErrorKind, OperoError};
 /// Names the function a cached call belongs to, so that two functions called with equal arguments
 /// never share an entry.
 ///
-/// A function is named by the user ([`FunctionId::named`], recommended for disk and Redis caches:
-/// the entry then survives edits of the code around it), or by its type name plus the source
-/// location where it was handed to opero ([`FunctionId::of`]). The location matters: closures in
-/// one scope share a type name.
+/// opero never guesses an identity it cannot know. A function is identified:
+///
+/// - by a name the user gives ([`FunctionId::named`]; recommended for disk and Redis caches: the
+///   entries then survive edits of the code around it), or else
+/// - automatically, only when the callable is **zero-sized**, so that its type is the whole
+///   function: a `fn` item (`fn fetch_user`) by its path, and a closure that captures nothing by
+///   its type name plus the source location where it was handed to opero (closures in one scope
+///   share a type name).
+///
+/// Everything else does not identify itself: a `fn` pointer (every `fn(u32) -> u32` has one type),
+/// a `dyn Fn`, a reference to a callable, and a closure that captures state (every instance of it
+/// shares its type, whatever it captured). [`FunctionId::of`] marks those as unidentified
+/// ([`identifies`](FunctionId::identifies) is false); a cached call of one runs uncached, and a
+/// cached wrapper of one is refused, until it is named.
+///
+/// Two different zero-sized closures can still reach opero with one type name at one location,
+/// through a generic helper of the user's that lacks `#[track_caller]`. Within a process the
+/// first of them keeps the identity and the others are unidentified; name closures that travel
+/// through helpers, or put `#[track_caller]` on the helper.
+///
+/// # Examples
+///
+/// ```
+/// use opero_core::FunctionId;
+/// use std::panic::Location;
+///
+/// fn double(x: u32) -> u32 { x * 2 }
+/// fn id_of<F>(_: &F) -> FunctionId<'static> { FunctionId::of::<F>(Location::caller()) }
+///
+/// assert!(id_of(&double).identifies());                     // a fn item: its path
+/// assert!(id_of(&|x: u32| x + 1).identifies());             // captures nothing: type and place
+/// let k = 3;
+/// assert!(!id_of(&move |x: u32| x + k).identifies());       // captures state
+/// assert!(!id_of(&(double as fn(u32) -> u32)).identifies()); // a fn pointer
+/// assert!(FunctionId::named("double").identifies());
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FunctionId<'a> {
     name: Option<&'a str>,
     type_name: &'static str,
     location: Option<&'static Location<'static>>,
+    /// The fingerprint of an automatic identity; `None` for a named or an unidentified function.
+    anonymous: Option<u128>,
 }
 
 impl<'a> FunctionId<'a> {
@@ -29,20 +63,35 @@ impl<'a> FunctionId<'a> {
             name: Some(name),
             type_name: "",
             location: None,
+            anonymous: None,
         }
     }
 
     /// The function of type `F`, handed over at `location` (use `Location::caller()`).
     ///
-    /// A named function (`fn fetch_user`) is identified by its path alone, so every call site
-    /// shares its entries. A closure's type name is only unique within its scope, so a closure is
-    /// identified by its type name and the location too.
-    pub fn of<F: ?Sized>(location: &'static Location<'static>) -> FunctionId<'static> {
+    /// A `fn` item is identified by its path alone, so every call site shares its entries. A
+    /// closure that captures nothing is identified by its type name and the location. Any other
+    /// callable is unidentified (see the type's documentation) until [`or_named`](Self::or_named)
+    /// gives it a name.
+    pub fn of<F>(location: &'static Location<'static>) -> FunctionId<'static> {
         let type_name = std::any::type_name::<F>();
+        let closure = is_closure(type_name);
+        let anonymous = if std::mem::size_of::<F>() == 0 {
+            identify(
+                typeid::of::<F>(),
+                type_name,
+                closure.then_some(location),
+                location,
+            )
+        } else {
+            None
+        };
         FunctionId {
             name: None,
             type_name,
-            location: is_closure(type_name).then_some(location),
+            // Kept for an unidentified function too: warnings name the place to fix.
+            location: (closure || anonymous.is_none()).then_some(location),
+            anonymous,
         }
     }
 
@@ -59,41 +108,31 @@ impl<'a> FunctionId<'a> {
         self.name
     }
 
-    /// A 128-bit fingerprint of the identity: one-shot hashes of its parts, each seeded by the
-    /// part's role so that parts cannot stand in for each other.
-    fn fingerprint(&self) -> u128 {
-        match self.name {
-            Some(name) => xxh3_128_with_seed(name.as_bytes(), SEED_NAME),
-            None => {
-                // Type name and location are `'static`, so their addresses identify them for the
-                // life of the process: a one-entry cache per thread spares a repeated call site
-                // from hashing them again. Only the fingerprint, never an address, enters a key.
-                let ids = (
-                    self.type_name.as_ptr() as usize,
-                    self.type_name.len(),
-                    self.location
-                        .map_or(0, |l| l as *const Location<'_> as usize),
-                );
-                LAST_FINGERPRINT.with(|last| {
-                    let (cached_ids, cached_fp) = last.get();
-                    if cached_ids == ids && ids.0 != 0 {
-                        return cached_fp;
-                    }
-                    let fp = self.fingerprint_uncached();
-                    last.set((ids, fp));
-                    fp
-                })
-            }
-        }
+    /// Whether this id names one function: a user's name, or an automatic identity (see the
+    /// type's documentation). A call whose function is not identified is never cached.
+    pub fn identifies(&self) -> bool {
+        self.name.is_some() || self.anonymous.is_some()
     }
 
-    fn fingerprint_uncached(&self) -> u128 {
-        let mut fp = xxh3_128_with_seed(self.type_name.as_bytes(), SEED_TYPE);
-        if let Some(loc) = self.location {
-            let at = (u64::from(loc.line()) << 32) | u64::from(loc.column());
-            fp = fp.rotate_left(17) ^ xxh3_128_with_seed(loc.file().as_bytes(), at);
+    /// The type name of the function, when it was not named (empty for a named one).
+    pub fn type_name(&self) -> &'static str {
+        self.type_name
+    }
+
+    /// Where the function was handed to opero, when that matters for its identity or for fixing
+    /// its lack of one.
+    pub fn location(&self) -> Option<&'static Location<'static>> {
+        self.location
+    }
+
+    /// A 128-bit fingerprint of the identity: a one-shot hash of the name, or the automatic
+    /// identity's. Zero for an unidentified function, which never reaches a key.
+    fn fingerprint(&self) -> u128 {
+        match (self.name, self.anonymous) {
+            (Some(name), _) => xxh3_128_with_seed(name.as_bytes(), SEED_NAME),
+            (None, Some(fp)) => fp,
+            (None, None) => 0,
         }
-        fp
     }
 
     /// A short label for keys people read (Redis): the name, or `fn-` and 16 hex digits of the
@@ -105,6 +144,63 @@ impl<'a> FunctionId<'a> {
         }
     }
 }
+
+/// The fingerprint of a zero-sized callable's automatic identity, or `None` when another callable
+/// of this process already holds the same one.
+///
+/// A type name plus a location can be shared by two different closures (passed through a generic
+/// helper without `#[track_caller]`). Their `TypeId`s differ, so a registry from fingerprint to
+/// `TypeId` tells them apart within the process: the first keeps the identity, the others are
+/// unidentified and run uncached. The `TypeId` never enters a key (it changes between builds); it
+/// only guards this process. A one-entry cache per thread keeps a repeated call site off the lock.
+fn identify(
+    type_id: std::any::TypeId,
+    type_name: &'static str,
+    closure_site: Option<&'static Location<'static>>,
+    site: &'static Location<'static>,
+) -> Option<u128> {
+    let probe = (type_id, site as *const Location<'_> as usize);
+    if let Some(known) = LAST_IDENTITY.with(|last| {
+        let (ids, fp) = last.get();
+        (ids == Some(probe)).then_some(fp)
+    }) {
+        return known;
+    }
+    let mut fp = xxh3_128_with_seed(type_name.as_bytes(), SEED_TYPE);
+    if let Some(loc) = closure_site {
+        let at = (u64::from(loc.line()) << 32) | u64::from(loc.column());
+        fp = fp.rotate_left(17) ^ xxh3_128_with_seed(loc.file().as_bytes(), at);
+    }
+    let verdict = {
+        let registry = IDENTITIES.get_or_init(Default::default);
+        // A poisoned lock only means another thread panicked while inserting; the map is whole.
+        let mut map = registry.lock().unwrap_or_else(|p| p.into_inner());
+        let holder = *map.entry(fp).or_insert(type_id);
+        (holder == type_id).then_some(fp)
+    };
+    if verdict.is_none() {
+        tracing::warn!(
+            target: "opero",
+            function = type_name,
+            at = %site,
+            "two different callables share one type name and call site (a generic helper without \
+             #[track_caller]?); this one runs uncached until it is given a name"
+        );
+    }
+    LAST_IDENTITY.with(|last| last.set((Some(probe), verdict)));
+    verdict
+}
+
+type IdentityProbe = (std::any::TypeId, usize);
+
+thread_local! {
+    static LAST_IDENTITY: std::cell::Cell<(Option<IdentityProbe>, Option<u128>)> =
+        const { std::cell::Cell::new((None, None)) };
+}
+
+static IDENTITIES: std::sync::OnceLock<
+    std::sync::Mutex<std::collections::HashMap<u128, std::any::TypeId>>,
+> = std::sync::OnceLock::new();
 
 /// The function part of a [`CacheKey`], printable without allocating.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -229,6 +325,16 @@ impl KeyFn for StableKey {
         function: &FunctionId<'_>,
         args: &A,
     ) -> Result<u128, OperoError> {
+        if !function.identifies() {
+            // Opero never asks for such a key; a caller of the key function directly gets the
+            // same answer rather than a key two functions would share.
+            return Err(OperoError::invalid_config(
+                "name",
+                function.type_name(),
+                "this callable does not identify itself (a fn pointer, a dyn Fn, a reference or a \
+                 closure that captures state): give it a name to cache it",
+            ));
+        }
         // The input is built in place and only a reference travels through postcard: moving a
         // half-kilobyte buffer by value into the serializer cost more than hashing it.
         let mut input = KeyInput::new();
@@ -247,11 +353,6 @@ impl KeyFn for StableKey {
 fn is_closure(type_name: &str) -> bool {
     type_name.ends_with("{{closure}}")
         || (type_name.ends_with('>') && type_name.contains("{{closure}}"))
-}
-
-thread_local! {
-    static LAST_FINGERPRINT: std::cell::Cell<((usize, usize, usize), u128)> =
-        const { std::cell::Cell::new(((0, 0, 0), 0)) };
 }
 
 const SEED_NAMESPACE: u64 = 0x6f70_6572_6f2d_6e73; // "opero-ns"
@@ -342,16 +443,13 @@ mod tests {
 
     #[test]
     fn closures_in_one_scope_get_different_ids() {
-        fn id<F>(_: &F, loc: &'static Location<'static>) -> FunctionId<'static> {
-            FunctionId::of::<F>(loc)
-        }
         let a = |x: u32| x + 1;
         let b = |x: u32| x + 2;
         let ka = StableKey
-            .hash("n", &id(&a, Location::caller()), &1u32)
+            .hash("n", &id_of(&a, Location::caller()), &1u32)
             .unwrap();
         let kb = StableKey
-            .hash("n", &id(&b, Location::caller()), &1u32)
+            .hash("n", &id_of(&b, Location::caller()), &1u32)
             .unwrap();
         assert_ne!(ka, kb);
     }
@@ -367,6 +465,60 @@ mod tests {
         let here = id(double, Location::caller());
         let there = id(double, Location::caller());
         assert_eq!(here, there);
+    }
+
+    fn id_of<F>(_: &F, loc: &'static Location<'static>) -> FunctionId<'static> {
+        FunctionId::of::<F>(loc)
+    }
+
+    #[test]
+    fn only_zero_sized_callables_identify_themselves() {
+        fn double(x: u32) -> u32 {
+            x * 2
+        }
+        let here = Location::caller();
+        let k = 3u32;
+        let pointer: fn(u32) -> u32 = double;
+        let boxed: Box<dyn Fn(u32) -> u32> = Box::new(double);
+        assert!(id_of(&double, here).identifies());
+        assert!(id_of(&|x: u32| x + 1, here).identifies());
+        assert!(!id_of(&move |x: u32| x + k, here).identifies());
+        assert!(!id_of(&pointer, here).identifies());
+        assert!(!id_of(&boxed, here).identifies());
+        assert!(
+            !id_of(&&double, here).identifies(),
+            "a reference is not its referent"
+        );
+        assert!(id_of(&pointer, here).or_named(Some("double")).identifies());
+    }
+
+    #[test]
+    fn an_unidentified_function_gets_no_key() {
+        let k = 3u32;
+        let f = id_of(&move |x: u32| x + k, Location::caller());
+        let err = StableKey.hash("ns", &f, &1u32).unwrap_err();
+        assert_eq!(err.field(), Some("name"));
+    }
+
+    #[test]
+    fn two_closures_at_one_site_with_one_type_name_do_not_share_an_identity() {
+        // A helper without #[track_caller] hands both closures over at one location.
+        fn helper<F>(_: &F) -> FunctionId<'static> {
+            FunctionId::of::<F>(Location::caller())
+        }
+        let (a, b) = (|x: u32| x + 1, |x: u32| x + 2);
+        let (first, second) = (helper(&a), helper(&b));
+        assert_eq!(first.type_name(), second.type_name());
+        assert!(first.identifies());
+        assert!(
+            !second.identifies(),
+            "the second closure must not take the first's entries"
+        );
+        // The holder keeps its identity, asked again from this or another thread.
+        assert_eq!(helper(&a), first);
+        let again = std::thread::scope(|s| s.spawn(|| helper(&a)).join().unwrap());
+        assert_eq!(again, first);
+        assert!(!std::thread::scope(|s| s.spawn(|| helper(&b)).join().unwrap()).identifies());
     }
 
     #[test]

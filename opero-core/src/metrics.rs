@@ -46,6 +46,9 @@ metrics! {
     cache_coalesced,
     /// Attempts that had to wait for a rate-limit permit.
     rate_limit_waits,
+    /// Calls that ran uncached because their function does not identify itself and has no name
+    /// (a `fn` pointer, a `dyn Fn`, a closure that captures state).
+    cache_unidentified,
 }
 
 impl Metrics {
@@ -80,6 +83,9 @@ impl Metrics {
     /// Counts one call served by a concurrent identical call.
     pub fn coalesced(&self) {
         Self::add(&self.cache_coalesced)
+    }
+    pub(crate) fn unidentified(&self) {
+        Self::add(&self.cache_unidentified)
     }
     pub(crate) fn rate_limit_wait(&self) {
         Self::add(&self.rate_limit_waits)

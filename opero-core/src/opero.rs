@@ -91,8 +91,18 @@ struct Shared<C, K, P> {
     policy: P,
     limiter: Option<Arc<dyn RateLimiter>>,
     metrics: Arc<Metrics>,
-    name: Option<Box<str>>,
     flights: Flights,
+    /// Names given to wrappers of this pipeline and what they were given to, to refuse one name
+    /// for two functions.
+    wrapper_names: std::sync::Mutex<std::collections::HashMap<Arc<str>, WrapperOrigin>>,
+}
+
+/// What a name was given to: the callable's type name and, for a callable its type does not
+/// name alone, where it was wrapped.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct WrapperOrigin {
+    type_name: &'static str,
+    location: Option<&'static Location<'static>>,
 }
 
 /// A configured resilience pipeline: cache lookup, then fallback across alternative values, each
@@ -133,12 +143,15 @@ struct Shared<C, K, P> {
 /// ```
 pub struct Opero<C, K = StableKey, P = Backoff> {
     shared: Arc<Shared<C, K, P>>,
+    // Outside the shared part, so that `named` can give a clone its own name.
+    name: Option<Arc<str>>,
 }
 
 impl<C, K, P> Clone for Opero<C, K, P> {
     fn clone(&self) -> Self {
         Opero {
             shared: Arc::clone(&self.shared),
+            name: self.name.clone(),
         }
     }
 }
@@ -149,7 +162,7 @@ impl<C, K, P> fmt::Debug for Opero<C, K, P> {
             .field("cache", &self.shared.cache.is_some())
             .field("namespace", &self.shared.cache_config.namespace)
             .field("rate_limited", &self.shared.limiter.is_some())
-            .field("name", &self.shared.name)
+            .field("name", &self.name)
             .finish()
     }
 }
@@ -170,8 +183,9 @@ impl<C: BuildCache> Opero<C> {
 }
 
 impl<C: CacheBackend> Opero<C> {
-    /// A pipeline over a backend the caller built. The cache is consulted only when
-    /// `config.cache.enabled` is true.
+    /// A pipeline over a backend the caller built; passing a backend turns the cache on, whatever
+    /// `config.cache.enabled` says (the instance is the intent). The rest of `config.cache`
+    /// (namespace, TTL) applies.
     pub fn with_cache(config: OperoConfig, cache: C) -> Result<Self, OperoError> {
         OperoBuilder::from_config(config)
             .cache_backend(cache)
@@ -210,9 +224,37 @@ impl<C, K, P> Opero<C, K, P> {
         &self.shared.policy
     }
 
-    /// The function name given with [`OperoBuilder::name`].
+    /// The function name given with [`OperoBuilder::name`] or [`Opero::named`].
     pub fn name(&self) -> Option<&str> {
-        self.shared.name.as_deref()
+        self.name.as_deref()
+    }
+
+    /// This pipeline under a function name: a clone that shares the cache, the rate limiter, the
+    /// counters and single-flight, and whose calls and wrappers are cached under `name`.
+    ///
+    /// A name is the only way to cache a callable that does not identify itself (a `fn`
+    /// pointer, a `dyn Fn`, a closure that captures state; see [`FunctionId`]), and the way to
+    /// keep disk and Redis entries valid across edits of the code around a call. One name is one
+    /// function: calls under one name share entries.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use opero_core::{NoCache, Opero};
+    ///
+    /// // With a real backend (`Opero::<MemoryCache>`) and the cache on, the name is the key's.
+    /// let opero = Opero::<NoCache>::builder().retries(0).build().unwrap();
+    /// let base = 10;
+    /// // The closure captures `base`: named, it can be cached.
+    /// let got = opero.named("add_base").call(&5u32, |x: &u32| Ok::<_, String>(x + base));
+    /// assert_eq!(got.unwrap(), 15);
+    /// assert_eq!(opero.named("add_base").name(), Some("add_base"));
+    /// ```
+    pub fn named(&self, name: impl Into<Arc<str>>) -> Self {
+        Opero {
+            shared: Arc::clone(&self.shared),
+            name: Some(name.into()),
+        }
     }
 
     fn attempts(&self) -> Attempts<'_, P> {
@@ -557,12 +599,17 @@ where
         self.attempts().run_async(values, f).await
     }
 
-    /// The cache key of a call, or `None` (counted and logged) when the arguments cannot be hashed.
+    /// The cache key of a call, or `None` (counted and logged) when the function does not
+    /// identify itself (see [`FunctionId`]) or the arguments cannot be hashed.
     pub fn key<'k, A: Serialize + ?Sized>(
         &'k self,
         function: &FunctionId<'k>,
         args: &A,
     ) -> Option<CacheKey<'k>> {
+        if !function.identifies() {
+            self.on_unidentified(function);
+            return None;
+        }
         let namespace = self.shared.cache_config.namespace.as_str();
         match self.shared.key_fn.hash(namespace, function, args) {
             Ok(hash) => Some(CacheKey {
@@ -576,6 +623,12 @@ where
                 None
             }
         }
+    }
+
+    #[cold]
+    fn on_unidentified(&self, function: &FunctionId<'_>) {
+        self.shared.metrics.unidentified();
+        warn_once_unidentified(function);
     }
 
     fn on_hit(&self, key: &CacheKey<'_>) {
@@ -608,99 +661,194 @@ impl<C, K, P> Opero<C, K, P> {
     /// Wraps `f` into a callable whose arguments make the cache key: the counterpart of the
     /// `@opero` decorator. Several arguments travel as a tuple.
     ///
+    /// With the cache on, `f` must identify itself or the pipeline must be [`named`](Self::named)
+    /// (see [`FunctionId`]): a `fn` pointer, a `dyn Fn` or a closure that captures state without a
+    /// name is an [`OperoError`] naming `name`, never a cache entry shared with another function.
+    /// One name on one pipeline wraps one function: a second function under a name already
+    /// taken is refused too.
+    ///
     /// # Examples
     ///
     /// ```
     /// use opero_core::{Opero, NoCache};
     ///
     /// let opero = Opero::<NoCache>::builder().retries(0).build().unwrap();
-    /// let area = opero.wrap(|(w, h): &(u32, u32)| Ok::<_, String>(w * h));
+    /// let area = opero.wrap(|(w, h): &(u32, u32)| Ok::<_, String>(w * h)).unwrap();
     /// assert_eq!(area.call(&(3, 4)).unwrap(), 12);
     /// ```
     #[track_caller]
     #[allow(clippy::type_complexity)]
-    pub fn wrap<A, T, E, F>(&self, f: F) -> Wrapped<C, K, P, impl Fn(&A, &()) -> Result<T, E>, ()>
-    where
-        A: ?Sized,
-        F: Fn(&A) -> Result<T, E>,
-    {
-        self.wrap_at(f, Location::caller())
-    }
-
-    #[allow(clippy::type_complexity)]
-    fn wrap_at<A, T, E, F>(
+    pub fn wrap<A, T, E, F>(
         &self,
         f: F,
-        location: &'static Location<'static>,
-    ) -> Wrapped<C, K, P, impl Fn(&A, &()) -> Result<T, E>, ()>
+    ) -> Result<Wrapped<C, K, P, impl Fn(&A, &()) -> Result<T, E>, ()>, OperoError>
     where
         A: ?Sized,
         F: Fn(&A) -> Result<T, E>,
     {
-        Wrapped {
+        let function = self.wrapper_identity(FunctionId::of::<F>(Location::caller()))?;
+        Ok(Wrapped {
             opero: self.clone(),
-            function: FunctionId::of::<F>(location),
+            function,
             fallbacks: Fallbacks::none(),
             f: move |a: &A, _: &()| f(a),
-        }
+        })
     }
 
     /// Wraps `f`, which takes the arguments and one fallback value, into a callable that tries the
-    /// values in order.
+    /// values in order. Identity rules as for [`wrap`](Self::wrap).
     #[track_caller]
     pub fn wrap_fallback<A, V, T, E, F>(
         &self,
         fallbacks: Fallbacks<V>,
         f: F,
-    ) -> Wrapped<C, K, P, F, V>
+    ) -> Result<Wrapped<C, K, P, F, V>, OperoError>
     where
         A: ?Sized,
         F: Fn(&A, &V) -> Result<T, E>,
     {
-        Wrapped {
+        let function = self.wrapper_identity(FunctionId::of::<F>(Location::caller()))?;
+        Ok(Wrapped {
             opero: self.clone(),
-            function: FunctionId::of::<F>(Location::caller()),
+            function,
             fallbacks,
             f,
-        }
+        })
     }
 
-    /// Wraps an async function of owned arguments into a callable.
+    /// Wraps an async function of owned arguments into a callable. Identity rules as for
+    /// [`wrap`](Self::wrap).
     #[track_caller]
+    #[allow(clippy::type_complexity)]
     pub fn wrap_async<A, T, E, F, Fut>(
         &self,
         f: F,
-    ) -> WrappedAsync<C, K, P, impl Fn(A, ()) -> Fut, ()>
+    ) -> Result<WrappedAsync<C, K, P, impl Fn(A, ()) -> Fut, ()>, OperoError>
     where
         F: Fn(A) -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let function = FunctionId::of::<F>(Location::caller());
-        WrappedAsync {
+        let function = self.wrapper_identity(FunctionId::of::<F>(Location::caller()))?;
+        Ok(WrappedAsync {
             opero: self.clone(),
             function,
             fallbacks: Fallbacks::none(),
             f: move |a: A, _: ()| f(a),
-        }
+        })
     }
 
     /// Wraps an async function of owned arguments and one fallback value into a callable.
+    /// Identity rules as for [`wrap`](Self::wrap).
     #[track_caller]
     pub fn wrap_fallback_async<A, V, T, E, F, Fut>(
         &self,
         fallbacks: Fallbacks<V>,
         f: F,
-    ) -> WrappedAsync<C, K, P, F, V>
+    ) -> Result<WrappedAsync<C, K, P, F, V>, OperoError>
     where
         F: Fn(A, V) -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        WrappedAsync {
+        let function = self.wrapper_identity(FunctionId::of::<F>(Location::caller()))?;
+        Ok(WrappedAsync {
             opero: self.clone(),
-            function: FunctionId::of::<F>(Location::caller()),
+            function,
             fallbacks,
             f,
+        })
+    }
+
+    /// Checks that a wrapper's function can be cached under a key of its own, when the cache is
+    /// on: it identifies itself or carries a name, and the name wraps no other function here.
+    pub fn wrapper_identity(
+        &self,
+        function: FunctionId<'static>,
+    ) -> Result<FunctionId<'static>, OperoError> {
+        if self.shared.cache.is_none() {
+            return Ok(function);
         }
+        let Some(name) = &self.name else {
+            if function.identifies() {
+                return Ok(function);
+            }
+            return Err(unidentified_error(&function));
+        };
+        let origin = WrapperOrigin {
+            type_name: function.type_name(),
+            location: function.location(),
+        };
+        // A poisoned lock only means a panic elsewhere mid-insert; the map is whole.
+        let mut names = self
+            .shared
+            .wrapper_names
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match names.get(name) {
+            Some(taken) if *taken != origin => Err(OperoError::invalid_config(
+                "name",
+                name,
+                format!(
+                    "already names another function on this pipeline ({}{}); one name caches one \
+                     function, so give this one a name of its own",
+                    taken.type_name,
+                    taken
+                        .location
+                        .map(|l| format!(", wrapped at {l}"))
+                        .unwrap_or_default()
+                ),
+            )),
+            Some(_) => Ok(function),
+            None => {
+                names.insert(Arc::clone(name), origin);
+                Ok(function)
+            }
+        }
+    }
+}
+
+/// The error for a cached wrapper of a function that does not identify itself.
+fn unidentified_error(function: &FunctionId<'_>) -> OperoError {
+    OperoError::invalid_config(
+        "name",
+        "none",
+        format!(
+            "the cache is on and `{}`{} does not identify itself (a fn pointer, a dyn Fn, a \
+             reference or a closure that captures state): give it a name, with the builder's \
+             `.name(\"...\")` or `opero.named(\"...\")`, so that it never shares entries with \
+             another function",
+            function.type_name(),
+            function
+                .location()
+                .map(|l| format!(" (at {l})"))
+                .unwrap_or_default()
+        ),
+    )
+}
+
+/// Warns once per call site that a function without identity runs uncached.
+fn warn_once_unidentified(function: &FunctionId<'_>) {
+    static SEEN: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<(usize, usize)>>> =
+        std::sync::OnceLock::new();
+    let site = (
+        function.type_name().as_ptr() as usize,
+        function
+            .location()
+            .map_or(0, |l| l as *const Location<'_> as usize),
+    );
+    let first = SEEN
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(site);
+    if first {
+        tracing::warn!(
+            target: "opero",
+            function = function.type_name(),
+            at = %function.location().map(|l| l.to_string()).unwrap_or_default(),
+            "the cache is on but this function does not identify itself (a fn pointer, a dyn Fn, \
+             a reference or a closure that captures state): it runs uncached; name it with \
+             `opero.named(\"...\")` to cache it"
+        );
     }
 }
 
@@ -903,9 +1051,11 @@ impl<C, K, P> OperoBuilder<C, K, P> {
         self
     }
 
-    /// Turns the cache on with this backend instance.
+    /// Turns the cache on with this backend instance (a later `.cache(false)` turns it off
+    /// again).
     pub fn cache_backend(mut self, cache: C) -> Self {
         self.cache = Some(cache);
+        self.config.cache.enabled = true;
         self
     }
 
@@ -1011,9 +1161,7 @@ impl<C, K, P> OperoBuilder<C, K, P> {
         A: ?Sized,
         F: Fn(&A) -> Result<T, E>,
     {
-        let location = Location::caller();
-        let opero = self.build()?;
-        Ok(opero.wrap_at(f, location))
+        self.build()?.wrap(f)
     }
 
     /// Builds the pipeline and wraps `f`, which takes the arguments and one fallback value.
@@ -1028,13 +1176,7 @@ impl<C, K, P> OperoBuilder<C, K, P> {
         A: ?Sized,
         F: Fn(&A, &V) -> Result<T, E>,
     {
-        let location = Location::caller();
-        Ok(Wrapped {
-            opero: self.build()?,
-            function: FunctionId::of::<F>(location),
-            fallbacks,
-            f,
-        })
+        self.build()?.wrap_fallback(fallbacks, f)
     }
 
     /// Builds the pipeline and wraps an async function of owned arguments.
@@ -1049,14 +1191,7 @@ impl<C, K, P> OperoBuilder<C, K, P> {
         F: Fn(A) -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let location = Location::caller();
-        let opero = self.build()?;
-        Ok(WrappedAsync {
-            opero,
-            function: FunctionId::of::<F>(location),
-            fallbacks: Fallbacks::none(),
-            f: move |a: A, _: ()| f(a),
-        })
+        self.build()?.wrap_async(f)
     }
 
     /// Builds the pipeline and wraps an async function of owned arguments and one fallback value.
@@ -1071,13 +1206,7 @@ impl<C, K, P> OperoBuilder<C, K, P> {
         F: Fn(A, V) -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let location = Location::caller();
-        Ok(WrappedAsync {
-            opero: self.build()?,
-            function: FunctionId::of::<F>(location),
-            fallbacks,
-            f,
-        })
+        self.build()?.wrap_fallback_async(fallbacks, f)
     }
 
     /// Validates and builds with a backend given by [`cache_backend`](Self::cache_backend) (no
@@ -1122,9 +1251,10 @@ impl<C, K, P> OperoBuilder<C, K, P> {
                 policy: self.policy,
                 limiter,
                 metrics: Arc::new(Metrics::default()),
-                name: self.name.map(String::into_boxed_str),
                 flights: Flights::default(),
+                wrapper_names: Default::default(),
             }),
+            name: self.name.map(Arc::from),
         })
     }
 }

@@ -116,7 +116,7 @@ impl<C, K, P> OpmapBuilder<C, K, P> {
     forward! {
         /// Turns the per-item cache on or off. Default off.
         cache(enabled: bool);
-        /// Caches in this backend instance.
+        /// Caches in this backend instance (turns the cache on).
         cache_backend(cache: C);
         /// How long entries live. Default: until evicted.
         cache_ttl(ttl: Duration);
@@ -134,8 +134,15 @@ impl<C, K, P> OpmapBuilder<C, K, P> {
         rate_limit_config(rate_limit: RateLimitConfig);
         /// Uses this limiter, shared with whoever else holds it.
         rate_limiter(limiter: Arc<dyn RateLimiter>);
-        /// Names the per-item function for its cache keys.
-        name(name: impl Into<String>);
+    }
+
+    /// Names the per-item function for its cache keys. Needed to cache a function that does not
+    /// identify itself (a `fn` pointer, a `dyn Fn`, a closure that captures state: building such
+    /// an opmap with the cache on and no name is an error naming `name`), and recommended for
+    /// disk and Redis caches, whose entries then survive edits of the code around the call.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.opero = self.opero.name(name);
+        self
     }
 
     /// The cache namespace. Default `"opero_opmap_item"`.
@@ -224,6 +231,7 @@ impl<C, K, P> OpmapBuilder<C, K, P> {
         C: BuildCache,
     {
         let opero = self.opero.build()?;
+        let function = opero.wrapper_identity(function)?;
         Ok(Arc::new(Inner {
             bare: opero.cache().is_none() && opero.rate_limiter().is_none(),
             opero,
@@ -422,6 +430,7 @@ impl<C, K, P> OpmapBuilder<C, K, P> {
         let (ordered, progress, timeout, workers) =
             (self.ordered, self.progress, self.timeout, self.workers);
         let opero = self.opero.build()?;
+        let function = opero.wrapper_identity(function)?;
         let pool = crate::process::Workers::start(
             workers,
             timeout,
@@ -478,6 +487,7 @@ impl<C, K, P> OpmapBuilder<C, K, P> {
             self.in_flight,
         );
         let opero = self.opero.build()?;
+        let function = opero.wrapper_identity(function)?;
         let pool = crate::process::Workers::start(
             workers,
             timeout,

@@ -225,7 +225,10 @@ pub fn another_type_is_a_miss<C: CacheBackend>(cache: &C) {
 /// Through the pipeline: a failed call stores nothing, the next one runs, the one after hits.
 pub fn errors_are_not_cached<C: CacheBackend + 'static>(cache: Arc<C>) {
     let ns = fresh_namespace();
-    let opero = opero_core::Opero::with_cache(config(&ns), cache).unwrap();
+    let opero = opero_core::Opero::with_cache(config(&ns), cache)
+        .unwrap()
+        // The work below captures a counter, so it does not identify itself: it is named.
+        .named("conformance");
     let mut runs = 0;
     let mut results = Vec::new();
     for _ in 0..3 {
@@ -250,7 +253,10 @@ pub fn errors_are_not_cached<C: CacheBackend + 'static>(cache: Arc<C>) {
 pub fn concurrent_misses_run_once<C: CacheBackend + 'static>(cache: Arc<C>) {
     const THREADS: usize = 16;
     let ns = fresh_namespace();
-    let opero = opero_core::Opero::with_cache(config(&ns), cache).unwrap();
+    let opero = opero_core::Opero::with_cache(config(&ns), cache)
+        .unwrap()
+        // The work below captures a counter, so it does not identify itself: it is named.
+        .named("conformance");
     let runs = AtomicUsize::new(0);
     let barrier = Barrier::new(THREADS);
     let work = |x: &u32| {
@@ -452,7 +458,10 @@ pub async fn another_type_is_a_miss_async<C: CacheBackend>(cache: &C) {
 /// [`errors_are_not_cached`], async.
 pub async fn errors_are_not_cached_async<C: CacheBackend + 'static>(cache: Arc<C>) {
     let ns = fresh_namespace();
-    let opero = opero_core::Opero::with_cache(config(&ns), cache).unwrap();
+    let opero = opero_core::Opero::with_cache(config(&ns), cache)
+        .unwrap()
+        // The work below captures a counter, so it does not identify itself: it is named.
+        .named("conformance");
     let runs = Arc::new(AtomicUsize::new(0));
     let mut results = Vec::new();
     for _ in 0..3 {
@@ -482,7 +491,10 @@ pub async fn errors_are_not_cached_async<C: CacheBackend + 'static>(cache: Arc<C
 pub async fn concurrent_misses_run_once_async<C: CacheBackend + 'static>(cache: Arc<C>) {
     const TASKS: usize = 16;
     let ns = fresh_namespace();
-    let opero = opero_core::Opero::with_cache(config(&ns), cache).unwrap();
+    let opero = opero_core::Opero::with_cache(config(&ns), cache)
+        .unwrap()
+        // The work below captures a counter, so it does not identify itself: it is named.
+        .named("conformance");
     let runs = Arc::new(AtomicUsize::new(0));
     let barrier = Arc::new(tokio::sync::Barrier::new(TASKS));
     let mut tasks = Vec::new();

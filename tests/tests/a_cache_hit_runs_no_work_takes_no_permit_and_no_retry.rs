@@ -12,6 +12,7 @@ fn hits_neither_call_nor_take_permits() {
     let bucket = Arc::new(TokenBucket::per_second(1.0 / 3600.0).unwrap());
     let opero = Opero::<MemoryCache>::builder()
         .cache(true)
+        .name("length")
         .rate_limiter(bucket.clone())
         .retries(3)
         .build()
@@ -39,6 +40,7 @@ fn hits_neither_call_nor_take_permits() {
 async fn async_hits_take_no_time_and_no_permit() {
     let opero = Opero::<MemoryCache>::builder()
         .cache(true)
+        .name("square")
         .rate_limit(1.0)
         .build()
         .unwrap();
@@ -67,6 +69,7 @@ async fn async_hits_take_no_time_and_no_permit() {
 fn a_hit_after_a_flaky_miss_does_not_retry() {
     let opero = Opero::<MemoryCache>::builder()
         .cache(true)
+        .name("flaky")
         .retries(2)
         .min_delay(Duration::ZERO)
         .build()

@@ -24,6 +24,7 @@ fn pipeline() -> Opero {
 
 fn slow(opero: &Opero, runs: &AtomicU64, fail: bool) -> Result<u64, String> {
     opero
+        .named("slow")
         .call(&7u64, |x: &u64| {
             let n = runs.fetch_add(1, Ordering::SeqCst) + 1;
             std::thread::sleep(Duration::from_millis(100));
@@ -90,7 +91,7 @@ fn a_panicking_leader_does_not_strand_its_followers() {
         std::thread::spawn(move || {
             barrier.wait();
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                opero.call(&1u8, |x: &u8| {
+                opero.named("panics_once").call(&1u8, |x: &u8| {
                     let n = runs.fetch_add(1, Ordering::SeqCst);
                     std::thread::sleep(Duration::from_millis(100));
                     if n == 0 {
@@ -117,6 +118,7 @@ fn a_panicking_leader_does_not_strand_its_followers() {
 
 async fn slow_async(opero: &Opero, runs: Arc<AtomicU64>, wait: Duration) -> u64 {
     opero
+        .named("slow_async")
         .call_async(5u64, move |x: u64| {
             runs.fetch_add(1, Ordering::SeqCst);
             async move {

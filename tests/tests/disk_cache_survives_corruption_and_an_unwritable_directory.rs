@@ -28,6 +28,7 @@ fn pipeline(cache: DiskCache) -> Opero {
 
 fn greet(opero: &Opero, name: &str, runs: &AtomicU64) -> String {
     opero
+        .named("greet")
         .call(name, |n: &str| {
             runs.fetch_add(1, Ordering::Relaxed);
             Ok::<_, String>(format!("hello {n}"))
@@ -117,6 +118,7 @@ async fn an_unwritable_directory_makes_async_calls_run_uncached() {
     for _ in 0..3 {
         let runs = Arc::clone(&runs);
         let v = opero
+            .named("greet_async")
             .call_async("eve".to_string(), move |n: String| {
                 runs.fetch_add(1, Ordering::Relaxed);
                 async move { Ok::<_, String>(n.len()) }

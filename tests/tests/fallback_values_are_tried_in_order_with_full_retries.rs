@@ -46,10 +46,12 @@ fn the_fallback_value_is_not_part_of_the_cache_key() {
     let other_keys = Fallbacks::new(vec!["key-b".to_string()]).unwrap();
     let calls = AtomicU32::new(0);
     let fetch = |keys: &Fallbacks<String>| {
-        opero.call_fallback(&"user-42", keys, |user: &&str, key: &String| {
-            calls.fetch_add(1, Ordering::SeqCst);
-            Ok::<_, String>(format!("{user} via {key}"))
-        })
+        opero
+            .named("fetch_user")
+            .call_fallback(&"user-42", keys, |user: &&str, key: &String| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, String>(format!("{user} via {key}"))
+            })
     };
     assert_eq!(fetch(&first_keys).unwrap(), "user-42 via key-a");
     // Another API key, same request: the cached answer serves it.

@@ -115,6 +115,7 @@ fn the_cache_serves_a_second_run_with_zero_calls() {
         let calls = AtomicUsize::new(0);
         let map = quiet(mode)
             .cache(true)
+            .name("plus_one")
             .wrap(|x: &u64| {
                 calls.fetch_add(1, Ordering::SeqCst);
                 Ok::<_, String>(x + 1)
@@ -143,6 +144,7 @@ async fn the_cache_serves_a_second_async_run_with_zero_calls() {
     let counter = calls.clone();
     let map = quiet(Mode::Async)
         .cache(true)
+        .name("plus_one")
         .wrap_async(move |x: u64| {
             counter.fetch_add(1, Ordering::SeqCst);
             async move { Ok::<_, String>(x + 1) }

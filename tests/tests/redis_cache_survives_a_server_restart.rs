@@ -40,6 +40,7 @@ fn pipeline(cache: RedisCache) -> Opero {
 /// The one call site, so every call of `x` has the same key.
 fn square(opero: &Opero, x: u64, runs: &AtomicU64) -> u64 {
     opero
+        .named("square")
         .call(&x, |x: &u64| {
             runs.fetch_add(1, Ordering::Relaxed);
             Ok::<_, String>(x * x)
@@ -49,6 +50,7 @@ fn square(opero: &Opero, x: u64, runs: &AtomicU64) -> u64 {
 
 async fn square_async(opero: &Opero, x: u64, runs: Arc<AtomicU64>) -> u64 {
     opero
+        .named("square")
         .call_async(x, move |x: u64| {
             runs.fetch_add(1, Ordering::Relaxed);
             async move { Ok::<_, String>(x * x) }

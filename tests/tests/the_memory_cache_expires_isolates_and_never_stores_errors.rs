@@ -19,6 +19,7 @@ fn cached(namespace: &str, cache: &MemoryCache) -> Opero<MemoryCache> {
 
 fn square(opero: &Opero<MemoryCache>, calls: &AtomicU32, x: u64) -> u64 {
     opero
+        .named("square")
         .call(&x, |x: &u64| {
             calls.fetch_add(1, Ordering::SeqCst);
             Ok::<_, String>(x * x)
@@ -63,7 +64,7 @@ fn errors_are_never_cached() {
     let opero = cached("errors", &MemoryCache::default());
     let mut calls = 0;
     for round in 0..3 {
-        let out = opero.call(&"key", |_: &&str| {
+        let out = opero.named("not_yet").call(&"key", |_: &&str| {
             calls += 1;
             if round < 2 {
                 Err("not yet")
@@ -102,7 +103,9 @@ fn two_functions_with_equal_arguments_never_share_an_entry() {
 #[tokio::test]
 async fn the_async_forms_use_the_same_cache() {
     let opero = cached("async", &MemoryCache::default());
-    let wrapped = opero.wrap_async(|x: u64| async move { Ok::<_, String>(x + 100) });
+    let wrapped = opero
+        .wrap_async(|x: u64| async move { Ok::<_, String>(x + 100) })
+        .unwrap();
     assert_eq!(wrapped.call(1).await.unwrap(), 101);
     assert_eq!(wrapped.call(1).await.unwrap(), 101);
     assert_eq!(opero.metrics().cache_hits, 1);

@@ -13,6 +13,7 @@ fn every_layer_works_without_a_runtime() {
         .min_delay(Duration::from_millis(5))
         .rate_limit(100.0)
         .cache(true)
+        .name("answer")
         .build()
         .unwrap();
     let keys = Fallbacks::new(vec!["bad", "good"]).unwrap();

@@ -48,6 +48,7 @@ mod opero;
 mod pipeline;
 mod rate_limit;
 mod retry;
+mod sleep;
 
 pub use cache::{BuildCache, CacheBackend, CacheValue, NoCache};
 pub use codec::{Codec, Decoded, Header, HEADER_LEN};

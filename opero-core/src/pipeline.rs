@@ -151,7 +151,8 @@ impl<P: ?Sized> Attempts<'_, P> {
         Err(failures)
     }
 
-    /// The async twin of [`run_sync`](Self::run_sync): sleeps on tokio's timer, never blocks.
+    /// The async twin of [`run_sync`](Self::run_sync): never blocks; sleeps on tokio's timer in a
+    /// tokio runtime and on a timer thread under any other executor.
     pub(crate) async fn run_async<V, T, E, F, Fut>(
         &self,
         values: &[V],
@@ -172,14 +173,14 @@ impl<P: ?Sized> Attempts<'_, P> {
             loop {
                 let wait = self.permit();
                 if !wait.is_zero() {
-                    tokio::time::sleep(wait).await;
+                    crate::sleep::sleep(wait).await;
                 }
                 match f(value).await {
                     Ok(v) => return Ok(v),
                     Err(e) => match self.on_failure(&mut failures, index, attempt, e) {
                         Some(delay) => {
                             if !delay.is_zero() {
-                                tokio::time::sleep(delay).await;
+                                crate::sleep::sleep(delay).await;
                             }
                             attempt += 1;
                         }

@@ -45,7 +45,8 @@ pub trait RateLimiter: Send + Sync {
         }
     }
 
-    /// Waits, without blocking the thread, until a permit is available (tokio's timer). A permit
+    /// Waits, without blocking the thread, until a permit is available (tokio's timer inside a
+    /// tokio runtime, a timer thread under any other executor). A permit
     /// is reserved when this is called: dropping the future does not give it back.
     fn acquire(&self) -> Acquire {
         Acquire::after(self.reserve())
@@ -83,30 +84,22 @@ impl<R: RateLimiter + ?Sized> RateLimiter for Arc<R> {
 #[derive(Debug)]
 #[must_use = "a permit is only honoured by waiting for it"]
 pub struct Acquire {
-    wait: Duration,
-    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    sleep: crate::sleep::Sleep,
 }
 
 impl Acquire {
-    /// A future that completes after `wait`.
+    /// A future that completes after `wait`, under tokio or any other executor.
     pub fn after(wait: Duration) -> Self {
-        Acquire { wait, sleep: None }
+        Acquire {
+            sleep: crate::sleep::sleep(wait),
+        }
     }
 }
 
 impl Future for Acquire {
     type Output = ();
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.wait.is_zero() {
-            return Poll::Ready(());
-        }
-        // The sleep is made on first poll, inside the runtime, so that building the future
-        // outside one does not panic.
-        let wait = self.wait;
-        let sleep = self
-            .sleep
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(wait)));
-        sleep.as_mut().poll(cx)
+        Pin::new(&mut self.sleep).poll(cx)
     }
 }
 

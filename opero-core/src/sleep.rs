@@ -1,0 +1,90 @@
+//! An async sleep that works under any executor: tokio's timer inside a tokio runtime (so tests
+//! on a paused clock see exact schedules), a timer thread everywhere else.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+/// Completes after a duration, whatever executor polls it.
+///
+/// The timer is chosen on the first poll, where the executor's context is known: a future built
+/// outside a runtime and polled inside one still uses tokio's (paused) clock.
+#[derive(Debug)]
+#[must_use = "a sleep does nothing unless awaited"]
+pub(crate) struct Sleep {
+    wait: Duration,
+    timer: Option<Timer>,
+}
+
+#[derive(Debug)]
+enum Timer {
+    Tokio(Pin<Box<tokio::time::Sleep>>),
+    // Not tokio: futures-timer's global thread wakes the task, with no reactor needed.
+    Thread(futures_timer::Delay),
+}
+
+/// A sleep of `wait`.
+pub(crate) fn sleep(wait: Duration) -> Sleep {
+    Sleep { wait, timer: None }
+}
+
+impl Future for Sleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.wait.is_zero() {
+            return Poll::Ready(());
+        }
+        let wait = self.wait;
+        let timer = self.timer.get_or_insert_with(|| {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                Timer::Tokio(Box::pin(tokio::time::sleep(wait)))
+            } else {
+                Timer::Thread(futures_timer::Delay::new(wait))
+            }
+        });
+        match timer {
+            Timer::Tokio(sleep) => sleep.as_mut().poll(cx),
+            Timer::Thread(delay) => Pin::new(delay).poll(cx),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sleeps_under_an_executor_that_is_not_tokio() {
+        let start = std::time::Instant::now();
+        futures_executor_block_on(sleep(Duration::from_millis(20)));
+        assert!(start.elapsed() >= Duration::from_millis(20));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn inside_tokio_it_follows_the_paused_clock() {
+        let start = tokio::time::Instant::now();
+        sleep(Duration::from_secs(3600)).await;
+        assert_eq!(start.elapsed(), Duration::from_secs(3600));
+    }
+
+    /// A minimal executor: polls on the current thread, parked until woken.
+    fn futures_executor_block_on<F: Future>(fut: F) -> F::Output {
+        struct Unpark(std::thread::Thread);
+        impl std::task::Wake for Unpark {
+            fn wake(self: std::sync::Arc<Self>) {
+                self.0.unpark();
+            }
+        }
+        let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+        let mut cx = Context::from_waker(&waker);
+        let mut fut = std::pin::pin!(fut);
+        loop {
+            if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+                return v;
+            }
+            std::thread::park();
+        }
+    }
+}

@@ -1,7 +1,9 @@
 //! Caching: the [`CacheBackend`] trait, [`BuildCache`] for building one from a [`CacheConfig`], and
 //! [`NoCache`].
 
+use std::any::Any;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +12,7 @@ use serde::Serialize;
 
 use crate::config::CacheConfig;
 use crate::error::OperoError;
-use crate::key::CacheKey;
+use crate::key::{CacheKey, FunctionId, KeyFn};
 
 /// What a cache can hold: a value that can be cloned out of memory, or encoded for disk and Redis.
 pub trait CacheValue: Clone + Serialize + DeserializeOwned + Send + Sync + 'static {}
@@ -154,37 +156,238 @@ forward_cache_backend!(&C, Box<C>, Arc<C>);
 
 /// A backend that can be built from a [`CacheConfig`] (its `backend_options` in particular), as
 /// `Opero::<C>::new(config)` does.
-pub trait BuildCache: CacheBackend + Sized {
-    /// Builds the backend; a bad option is an [`OperoError`] naming it.
+///
+/// # Examples
+///
+/// ```
+/// use opero_core::{BuildCache, CacheConfig, ErrorKind, NoCache};
+///
+/// // A pipeline type without a cache refuses a config that turns caching on.
+/// let err = NoCache::<()>::build(&CacheConfig::enabled("memory")).unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::InvalidConfig);
+/// assert_eq!(err.field(), Some("cache.enabled"));
+/// ```
+pub trait BuildCache: Sized {
+    /// Builds the backend; a bad option is an [`OperoError`] naming it. Called only when the
+    /// cache is enabled.
     fn build(config: &CacheConfig) -> Result<Self, OperoError>;
 }
 
-/// A backend that stores nothing: every lookup is a miss. For pipelines that never cache.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct NoCache;
+/// The cache type of a pipeline that does not cache: its values and arguments need no serde
+/// bounds and no `Clone`.
+///
+/// `D` is the backend that [`OperoBuilder::cache`](crate::OperoBuilder::cache) switches to (the
+/// facade's builders start as `NoCache<AnyCache>`); with the default `()`, turning the cache on
+/// does not compile, and a config that enables it is refused when the pipeline is built.
+///
+/// # Examples
+///
+/// ```
+/// use opero_core::{NoCache, Opero};
+///
+/// // No cache: a value that is neither serde nor Clone is fine.
+/// struct Connection { id: u32 }
+/// let opero = Opero::<NoCache>::builder().retries(0).build().unwrap();
+/// let conn = opero.run(|| Ok::<_, String>(Connection { id: 7 })).unwrap();
+/// assert_eq!(conn.id, 7);
+/// ```
+pub struct NoCache<D = ()>(PhantomData<fn() -> D>);
 
-impl CacheBackend for NoCache {
-    fn get<V: CacheValue>(&self, _key: &CacheKey<'_>) -> Result<Option<V>, OperoError> {
+impl<D> NoCache<D> {
+    /// The one value.
+    pub const fn new() -> Self {
+        NoCache(PhantomData)
+    }
+}
+
+impl<D> Clone for NoCache<D> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<D> Copy for NoCache<D> {}
+
+impl<D> Default for NoCache<D> {
+    fn default() -> Self {
+        NoCache::new()
+    }
+}
+
+impl<D> std::fmt::Debug for NoCache<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NoCache")
+    }
+}
+
+impl<D> BuildCache for NoCache<D> {
+    fn build(_config: &CacheConfig) -> Result<Self, OperoError> {
+        // Caching that was asked for and would silently not happen is refused.
+        Err(OperoError::invalid_config(
+            "cache.enabled",
+            true,
+            "this pipeline's cache type is NoCache, which stores nothing: name a backend type \
+             (Opero::<MemoryCache>, Opero::<AnyCache> for a backend chosen by name) to cache",
+        ))
+    }
+}
+
+/// The cache type a builder switches to when the cache is turned on: a backend itself, or the
+/// backend `D` of a [`NoCache<D>`].
+pub trait CacheSwitch {
+    /// The cache type once caching is on.
+    type On;
+    /// A backend instance carried over to the new type, if it is one.
+    fn switch(self) -> Option<Self::On>;
+}
+
+impl<C: CacheBackend> CacheSwitch for C {
+    type On = C;
+    fn switch(self) -> Option<C> {
+        Some(self)
+    }
+}
+
+impl<D: CacheBackend> CacheSwitch for NoCache<D> {
+    type On = D;
+    fn switch(self) -> Option<D> {
+        None
+    }
+}
+
+/// What a pipeline's cache type needs of a call's arguments `A` and value `T`: with a backend,
+/// serializable arguments and a [`CacheValue`]; with [`NoCache`], nothing. The pipeline's forms
+/// are bounded by it, so a pipeline that cannot cache asks nothing of values and arguments.
+///
+/// Implemented for every [`CacheBackend`] and for [`NoCache`]; a backend of your own implements
+/// `CacheBackend` and gets this.
+pub trait CacheFor<A: ?Sized, T>: Send + Sync {
+    /// The 128-bit key hash of a call.
+    fn key_hash<K: KeyFn>(
+        key_fn: &K,
+        namespace: &str,
+        function: &FunctionId<'_>,
+        args: &A,
+    ) -> Result<u128, OperoError>;
+    /// Looks a value up.
+    fn lookup(&self, key: &CacheKey<'_>) -> Result<Option<T>, OperoError>;
+    /// Stores a value.
+    fn store(&self, key: &CacheKey<'_>, value: &T, ttl: Option<Duration>)
+        -> Result<(), OperoError>;
+    /// Looks a value up without blocking.
+    fn lookup_async(
+        &self,
+        key: &CacheKey<'_>,
+    ) -> impl Future<Output = Result<Option<T>, OperoError>> + Send;
+    /// Stores a value without blocking.
+    fn store_async(
+        &self,
+        key: &CacheKey<'_>,
+        value: &T,
+        ttl: Option<Duration>,
+    ) -> impl Future<Output = Result<(), OperoError>> + Send;
+    /// A copy of the value for callers that waited for it (single-flight).
+    fn share(value: &T) -> Arc<dyn Any + Send + Sync>;
+    /// The value back from [`share`](Self::share).
+    fn unshare(shared: &(dyn Any + Send + Sync)) -> Option<T>;
+}
+
+impl<C: CacheBackend, A: Serialize + ?Sized, T: CacheValue> CacheFor<A, T> for C {
+    fn key_hash<K: KeyFn>(
+        key_fn: &K,
+        namespace: &str,
+        function: &FunctionId<'_>,
+        args: &A,
+    ) -> Result<u128, OperoError> {
+        key_fn.hash(namespace, function, args)
+    }
+    fn lookup(&self, key: &CacheKey<'_>) -> Result<Option<T>, OperoError> {
+        self.get::<T>(key)
+    }
+    fn store(
+        &self,
+        key: &CacheKey<'_>,
+        value: &T,
+        ttl: Option<Duration>,
+    ) -> Result<(), OperoError> {
+        self.set(key, value, ttl)
+    }
+    fn lookup_async(
+        &self,
+        key: &CacheKey<'_>,
+    ) -> impl Future<Output = Result<Option<T>, OperoError>> + Send {
+        self.get_async::<T>(key)
+    }
+    fn store_async(
+        &self,
+        key: &CacheKey<'_>,
+        value: &T,
+        ttl: Option<Duration>,
+    ) -> impl Future<Output = Result<(), OperoError>> + Send {
+        self.set_async(key, value, ttl)
+    }
+    fn share(value: &T) -> Arc<dyn Any + Send + Sync> {
+        Arc::new(value.clone())
+    }
+    fn unshare(shared: &(dyn Any + Send + Sync)) -> Option<T> {
+        shared.downcast_ref::<T>().cloned()
+    }
+}
+
+impl<D, A: ?Sized, T> CacheFor<A, T> for NoCache<D> {
+    fn key_hash<K: KeyFn>(
+        _key_fn: &K,
+        _namespace: &str,
+        _function: &FunctionId<'_>,
+        _args: &A,
+    ) -> Result<u128, OperoError> {
+        Err(OperoError::new(
+            crate::error::ErrorKind::InvalidConfig,
+            "NoCache keys nothing",
+        ))
+    }
+    fn lookup(&self, _key: &CacheKey<'_>) -> Result<Option<T>, OperoError> {
         Ok(None)
     }
-    fn set<V: CacheValue>(
+    fn store(
         &self,
         _key: &CacheKey<'_>,
-        _value: &V,
+        _value: &T,
         _ttl: Option<Duration>,
     ) -> Result<(), OperoError> {
         Ok(())
     }
-    fn delete(&self, _key: &CacheKey<'_>) -> Result<(), OperoError> {
-        Ok(())
+    fn lookup_async(
+        &self,
+        _key: &CacheKey<'_>,
+    ) -> impl Future<Output = Result<Option<T>, OperoError>> + Send {
+        Miss(PhantomData)
     }
-    fn clear(&self, _namespace: &str) -> Result<(), OperoError> {
-        Ok(())
+    fn store_async(
+        &self,
+        _key: &CacheKey<'_>,
+        _value: &T,
+        _ttl: Option<Duration>,
+    ) -> impl Future<Output = Result<(), OperoError>> + Send {
+        std::future::ready(Ok(()))
+    }
+    fn share(_value: &T) -> Arc<dyn Any + Send + Sync> {
+        Arc::new(())
+    }
+    fn unshare(_shared: &(dyn Any + Send + Sync)) -> Option<T> {
+        None
     }
 }
 
-impl BuildCache for NoCache {
-    fn build(_config: &CacheConfig) -> Result<Self, OperoError> {
-        Ok(NoCache)
+/// A lookup that finds nothing, `Send` whatever `T` is (it holds no `T`).
+struct Miss<T>(PhantomData<fn() -> T>);
+
+impl<T> Future for Miss<T> {
+    type Output = Result<Option<T>, OperoError>;
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::task::Poll::Ready(Ok(None))
     }
 }

@@ -102,8 +102,14 @@ pub(crate) struct LeaderGuard<'a> {
 
 impl LeaderGuard<'_> {
     /// Ends the flight with `value` (cloned only when someone follows).
-    pub(crate) fn finish<T: Clone + Send + Sync + 'static>(mut self, value: Option<&T>) {
-        self.end(|| value.map(|v| Arc::new(v.clone()) as Shared));
+    #[cfg(test)]
+    pub(crate) fn finish<T: Clone + Send + Sync + 'static>(self, value: Option<&T>) {
+        self.finish_with(|| value.map(|v| Arc::new(v.clone()) as Shared));
+    }
+
+    /// Ends the flight with the value `share` makes, called only when someone follows.
+    pub(crate) fn finish_with(mut self, share: impl FnOnce() -> Outcome) {
+        self.end(share);
     }
 
     fn end(&mut self, value: impl FnOnce() -> Outcome) {

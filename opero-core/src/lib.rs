@@ -50,7 +50,7 @@ mod rate_limit;
 mod retry;
 mod sleep;
 
-pub use cache::{BuildCache, CacheBackend, CacheValue, NoCache};
+pub use cache::{BuildCache, CacheBackend, CacheFor, CacheSwitch, CacheValue, NoCache};
 pub use codec::{Codec, Decoded, Header, HEADER_LEN};
 pub use config::{
     optional_duration, parse_duration, CacheConfig, OperoConfig, RateLimitConfig, RetryConfig,
@@ -61,4 +61,4 @@ pub use key::{CacheKey, FunctionId, FunctionLabel, KeyFn, StableKey};
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use opero::{Fallbacks, Opero, OperoBuilder, Wrapped, WrappedAsync};
 pub use rate_limit::{Acquire, BucketClock, RateLimiter, TokenBucket};
-pub use retry::{Backoff, Jitter, RetryOn, RetryPolicy};
+pub use retry::{Backoff, Jitter, RetryOn, RetryPolicy, RetryPredicate};

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::cache::{BuildCache, CacheBackend, CacheValue};
+use crate::cache::{BuildCache, CacheBackend, CacheFor, CacheSwitch};
 use crate::config::{CacheConfig, OperoConfig, RateLimitConfig};
 use crate::error::{AllFailedError, AttemptError, OperoError};
 use crate::flight::{Flights, Join};
@@ -17,7 +17,7 @@ use crate::key::{CacheKey, FunctionId, KeyFn, StableKey};
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::pipeline::Attempts;
 use crate::rate_limit::{RateLimiter, TokenBucket};
-use crate::retry::{Backoff, Jitter, RetryOn, RetryPolicy};
+use crate::retry::{Backoff, Jitter, RetryPolicy};
 
 /// A non-empty list of alternative values for one argument (backup API keys, mirror URLs), tried in
 /// order, each with the full retry budget.
@@ -187,7 +187,7 @@ impl<C: CacheBackend> Opero<C> {
     /// `config.cache.enabled` says (the instance is the intent). The rest of `config.cache`
     /// (namespace, TTL) applies.
     pub fn with_cache(config: OperoConfig, cache: C) -> Result<Self, OperoError> {
-        OperoBuilder::from_config(config)
+        OperoBuilder::<C>::from_config(config)
             .cache_backend(cache)
             .build_with_given_cache()
     }
@@ -270,71 +270,112 @@ impl<C, K, P> Opero<C, K, P> {
 
 impl<C, K, P> Opero<C, K, P>
 where
-    C: CacheBackend,
     K: KeyFn,
 {
-    /// Runs `f` with retries and rate limiting; no cache (there are no arguments to key it on).
+    /// Runs `f` with retries and rate limiting. With the cache on, `f` is a function of no
+    /// arguments cached under its identity, as the original's `@opero(cache=True)` caches one:
+    /// a `fn` item or a closure that captures nothing is identified by itself; any other callable
+    /// needs [`named`](Self::named), or it runs uncached (counted and warned, see [`FunctionId`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use opero_core::{NoCache, Opero};
+    /// use std::time::Duration;
+    ///
+    /// let opero = Opero::<NoCache>::builder().min_delay(Duration::ZERO).build().unwrap();
+    /// let mut calls = 0;
+    /// let answer = opero.run(|| { calls += 1; if calls < 3 { Err("busy") } else { Ok(42) } });
+    /// assert_eq!(answer.unwrap(), 42);
+    /// ```
     #[inline]
+    #[track_caller]
     pub fn run<T, E, F>(&self, mut f: F) -> Result<T, AllFailedError<E>>
     where
+        C: CacheFor<(), T>,
         F: FnMut() -> Result<T, E>,
         P: RetryPolicy<E>,
         E: Display,
     {
-        self.attempts()
-            .run_sync(NO_FALLBACK, |_| f().map_err(AttemptError::Failed))
+        if self.shared.cache.is_none() {
+            return self
+                .attempts()
+                .run_sync(NO_FALLBACK, |_| f().map_err(AttemptError::Failed));
+        }
+        let function = FunctionId::of::<F>(Location::caller());
+        self.call_attempts(function, &(), NO_FALLBACK, |_, _| {
+            f().map_err(AttemptError::Failed)
+        })
     }
 
-    /// The async form of [`run`](Opero::run).
-    pub async fn run_async<T, E, F, Fut>(&self, mut f: F) -> Result<T, AllFailedError<E>>
+    /// The async form of [`run`](Opero::run). The closure may borrow from the caller.
+    #[track_caller]
+    pub fn run_async<'a, T, E, F, Fut>(
+        &'a self,
+        mut f: F,
+    ) -> impl Future<Output = Result<T, AllFailedError<E>>> + 'a
     where
-        F: FnMut() -> Fut,
+        C: CacheFor<(), T>,
+        F: FnMut() -> Fut + 'a,
         Fut: Future<Output = Result<T, E>>,
         P: RetryPolicy<E>,
         E: Display,
     {
-        self.attempts()
-            .run_async(NO_FALLBACK, |_| {
+        let function = FunctionId::of::<F>(Location::caller());
+        async move {
+            self.call_attempts_async(function, &(), NO_FALLBACK, |_, _| {
                 let fut = f();
                 async move { fut.await.map_err(AttemptError::Failed) }
             })
             .await
+        }
     }
 
-    /// Runs `f` once per fallback value in order, each with its full retry budget; no cache.
+    /// Runs `f` once per fallback value in order, each with its full retry budget. With the
+    /// cache on, cached under the function's identity as [`run`](Self::run) is (the fallback
+    /// value is never part of a key).
+    #[track_caller]
     pub fn run_fallback<V, T, E, F>(
         &self,
         fallbacks: &Fallbacks<V>,
         mut f: F,
     ) -> Result<T, AllFailedError<E>>
     where
+        C: CacheFor<(), T>,
         F: FnMut(&V) -> Result<T, E>,
         P: RetryPolicy<E>,
         E: Display,
     {
-        self.attempts()
-            .run_sync(fallbacks.as_slice(), |v| f(v).map_err(AttemptError::Failed))
+        let function = FunctionId::of::<F>(Location::caller());
+        self.call_attempts(function, &(), fallbacks.as_slice(), |_, v| {
+            f(v).map_err(AttemptError::Failed)
+        })
     }
 
-    /// The async form of [`run_fallback`](Opero::run_fallback); each attempt gets a clone of the value.
-    pub async fn run_fallback_async<V, T, E, F, Fut>(
-        &self,
-        fallbacks: &Fallbacks<V>,
+    /// The async form of [`run_fallback`](Opero::run_fallback); each attempt gets a clone of the
+    /// value. The closure may borrow from the caller.
+    #[track_caller]
+    pub fn run_fallback_async<'a, V, T, E, F, Fut>(
+        &'a self,
+        fallbacks: &'a Fallbacks<V>,
         mut f: F,
-    ) -> Result<T, AllFailedError<E>>
+    ) -> impl Future<Output = Result<T, AllFailedError<E>>> + 'a
     where
+        C: CacheFor<(), T>,
         V: Clone,
-        F: FnMut(V) -> Fut,
+        F: FnMut(V) -> Fut + 'a,
         Fut: Future<Output = Result<T, E>>,
         P: RetryPolicy<E>,
         E: Display,
     {
-        self.attempts()
-            .run_async(fallbacks.as_slice(), |v| {
+        let function = FunctionId::of::<F>(Location::caller());
+        async move {
+            self.call_attempts_async(function, &(), fallbacks.as_slice(), |_, v: &V| {
                 let fut = f(v.clone());
                 async move { fut.await.map_err(AttemptError::Failed) }
             })
             .await
+        }
     }
 
     /// Looks `args` up in the cache; on a miss runs `f(args)` with retries and rate limiting and
@@ -342,8 +383,8 @@ where
     #[track_caller]
     pub fn call<A, T, E, F>(&self, args: &A, mut f: F) -> Result<T, AllFailedError<E>>
     where
-        A: Serialize + ?Sized,
-        T: CacheValue,
+        A: ?Sized,
+        C: CacheFor<A, T>,
         F: FnMut(&A) -> Result<T, E>,
         P: RetryPolicy<E>,
         E: Display,
@@ -354,17 +395,18 @@ where
         })
     }
 
-    /// The async form of [`call`](Opero::call); each attempt gets a clone of `args`.
+    /// The async form of [`call`](Opero::call); each attempt gets a clone of `args`. The closure
+    /// may borrow from the caller, as in `opero.call_async(id, |id| client.get(id))`.
     #[track_caller]
-    pub fn call_async<A, T, E, F, Fut>(
-        &self,
+    pub fn call_async<'a, A, T, E, F, Fut>(
+        &'a self,
         args: A,
         mut f: F,
-    ) -> impl Future<Output = Result<T, AllFailedError<E>>> + '_
+    ) -> impl Future<Output = Result<T, AllFailedError<E>>> + 'a
     where
-        A: Serialize + Clone + 'static,
-        T: CacheValue,
-        F: FnMut(A) -> Fut + 'static,
+        A: Clone + 'a,
+        C: CacheFor<A, T>,
+        F: FnMut(A) -> Fut + 'a,
         Fut: Future<Output = Result<T, E>>,
         P: RetryPolicy<E>,
         E: Display,
@@ -389,8 +431,8 @@ where
         mut f: F,
     ) -> Result<T, AllFailedError<E>>
     where
-        A: Serialize + ?Sized,
-        T: CacheValue,
+        A: ?Sized,
+        C: CacheFor<A, T>,
         F: FnMut(&A, &V) -> Result<T, E>,
         P: RetryPolicy<E>,
         E: Display,
@@ -410,9 +452,9 @@ where
         mut f: F,
     ) -> impl Future<Output = Result<T, AllFailedError<E>>> + 'a
     where
-        A: Serialize + Clone + 'a,
+        A: Clone + 'a,
+        C: CacheFor<A, T>,
         V: Clone,
-        T: CacheValue,
         F: FnMut(A, V) -> Fut + 'a,
         Fut: Future<Output = Result<T, E>>,
         P: RetryPolicy<E>,
@@ -439,8 +481,8 @@ where
         mut f: F,
     ) -> Result<T, AllFailedError<E>>
     where
-        A: Serialize + ?Sized,
-        T: CacheValue,
+        A: ?Sized,
+        C: CacheFor<A, T>,
         F: FnMut(&A, &V) -> Result<T, AttemptError<E>>,
         P: RetryPolicy<E>,
         E: Display,
@@ -449,10 +491,12 @@ where
             return self.attempts().run_sync(values, |v| f(args, v));
         };
         let function = function.or_named(self.name());
-        let Some(key) = self.key(&function, args) else {
+        let Some(key) = self.make_key(&function, |ns| {
+            C::key_hash(&self.shared.key_fn, ns, &function, args)
+        }) else {
             return self.attempts().run_sync(values, |v| f(args, v));
         };
-        let backend_up = match cache.get::<T>(&key) {
+        let backend_up = match cache.lookup(&key) {
             Ok(Some(hit)) => {
                 self.on_hit(&key);
                 return Ok(hit);
@@ -469,7 +513,7 @@ where
         let mut run = || {
             let result = self.attempts().run_sync(values, |v| f(args, v));
             if let Ok(value) = &result {
-                if let Err(e) = cache.set(&key, value, self.shared.cache_config.ttl) {
+                if let Err(e) = cache.store(&key, value, self.shared.cache_config.ttl) {
                     self.on_backend_error("set", &key, &e);
                 }
             }
@@ -477,7 +521,7 @@ where
         };
         match self.shared.flights.join(key.hash) {
             Join::Follower(flight) => {
-                if let Some(value) = flight.wait().and_then(|v| v.downcast_ref::<T>().cloned()) {
+                if let Some(value) = flight.wait().and_then(|v| C::unshare(&*v)) {
                     self.shared.metrics.coalesced();
                     return Ok(value);
                 }
@@ -488,14 +532,14 @@ where
                 // A caller that finished between our lookup and our joining has stored its value
                 // by now (it stores before it ends its flight), so one more lookup closes the gap.
                 if backend_up {
-                    if let Ok(Some(hit)) = cache.get::<T>(&key) {
+                    if let Ok(Some(hit)) = cache.lookup(&key) {
                         self.shared.metrics.coalesced();
-                        guard.finish(Some(&hit));
+                        guard.finish_with(|| Some(C::share(&hit)));
                         return Ok(hit);
                     }
                 }
                 let result = run();
-                guard.finish(result.as_ref().ok());
+                guard.finish_with(|| result.as_ref().ok().map(C::share));
                 result
             }
         }
@@ -520,8 +564,8 @@ where
         mut f: F,
     ) -> Result<T, AllFailedError<E>>
     where
-        A: Serialize + ?Sized,
-        T: CacheValue,
+        A: ?Sized,
+        C: CacheFor<A, T>,
         F: FnMut(&A, &V) -> Fut,
         Fut: Future<Output = Result<T, AttemptError<E>>>,
         P: RetryPolicy<E>,
@@ -531,10 +575,12 @@ where
             return self.attempts().run_async(values, |v| f(args, v)).await;
         };
         let function = function.or_named(self.name());
-        let Some(key) = self.key(&function, args) else {
+        let Some(key) = self.make_key(&function, |ns| {
+            C::key_hash(&self.shared.key_fn, ns, &function, args)
+        }) else {
             return self.attempts().run_async(values, |v| f(args, v)).await;
         };
-        let backend_up = match cache.get_async::<T>(&key).await {
+        let backend_up = match cache.lookup_async(&key).await {
             Ok(Some(hit)) => {
                 self.on_hit(&key);
                 return Ok(hit);
@@ -552,7 +598,7 @@ where
         let leader = match self.shared.flights.join(key.hash) {
             Join::Follower(flight) => {
                 let shared = flight.wait_async().await;
-                if let Some(value) = shared.and_then(|v| v.downcast_ref::<T>().cloned()) {
+                if let Some(value) = shared.and_then(|v| C::unshare(&*v)) {
                     self.shared.metrics.coalesced();
                     return Ok(value);
                 }
@@ -560,9 +606,9 @@ where
             }
             Join::Leader(guard) => {
                 if backend_up {
-                    if let Ok(Some(hit)) = cache.get_async::<T>(&key).await {
+                    if let Ok(Some(hit)) = cache.lookup_async(&key).await {
                         self.shared.metrics.coalesced();
-                        guard.finish(Some(&hit));
+                        guard.finish_with(|| Some(C::share(&hit)));
                         return Ok(hit);
                     }
                 }
@@ -572,14 +618,14 @@ where
         let result = self.attempts().run_async(values, |v| f(args, v)).await;
         if let Ok(value) = &result {
             if let Err(e) = cache
-                .set_async(&key, value, self.shared.cache_config.ttl)
+                .store_async(&key, value, self.shared.cache_config.ttl)
                 .await
             {
                 self.on_backend_error("set", &key, &e);
             }
         }
         if let Some(guard) = leader {
-            guard.finish(result.as_ref().ok());
+            guard.finish_with(|| result.as_ref().ok().map(C::share));
         }
         result
     }
@@ -606,12 +652,20 @@ where
         function: &FunctionId<'k>,
         args: &A,
     ) -> Option<CacheKey<'k>> {
+        self.make_key(function, |ns| self.shared.key_fn.hash(ns, function, args))
+    }
+
+    fn make_key<'k>(
+        &'k self,
+        function: &FunctionId<'k>,
+        hash: impl FnOnce(&str) -> Result<u128, OperoError>,
+    ) -> Option<CacheKey<'k>> {
         if !function.identifies() {
             self.on_unidentified(function);
             return None;
         }
         let namespace = self.shared.cache_config.namespace.as_str();
-        match self.shared.key_fn.hash(namespace, function, args) {
+        match hash(namespace) {
             Ok(hash) => Some(CacheKey {
                 namespace,
                 function: function.label(),
@@ -862,14 +916,13 @@ pub struct Wrapped<C, K, P, F, V> {
 
 impl<C, K, P, F, V> Wrapped<C, K, P, F, V>
 where
-    C: CacheBackend,
     K: KeyFn,
 {
     /// Calls the function through the pipeline.
     pub fn call<A, T, E>(&self, args: &A) -> Result<T, AllFailedError<E>>
     where
-        A: Serialize + ?Sized,
-        T: CacheValue,
+        A: ?Sized,
+        C: CacheFor<A, T>,
         F: Fn(&A, &V) -> Result<T, E>,
         P: RetryPolicy<E>,
         E: Display,
@@ -896,14 +949,13 @@ pub struct WrappedAsync<C, K, P, F, V> {
 
 impl<C, K, P, F, V> WrappedAsync<C, K, P, F, V>
 where
-    C: CacheBackend,
     K: KeyFn,
 {
     /// Calls the function through the pipeline; each attempt gets clones of the arguments.
     pub async fn call<A, T, E, Fut>(&self, args: A) -> Result<T, AllFailedError<E>>
     where
-        A: Serialize + Clone,
-        T: CacheValue,
+        A: Clone,
+        C: CacheFor<A, T>,
         F: Fn(A, V) -> Fut,
         Fut: Future<Output = Result<T, E>>,
         V: Clone,
@@ -981,10 +1033,10 @@ impl<C> OperoBuilder<C> {
     }
 }
 
-impl<C, K> OperoBuilder<C, K, Backoff> {
+impl<C, K, R> OperoBuilder<C, K, Backoff<R>> {
     fn retry_changed(mut self, change: impl FnOnce(&mut crate::config::RetryConfig)) -> Self {
         change(&mut self.config.retry);
-        self.policy = Backoff::unchecked(self.config.retry.clone());
+        self.policy.set_config(self.config.retry.clone());
         self
     }
 
@@ -1013,9 +1065,33 @@ impl<C, K> OperoBuilder<C, K, Backoff> {
         self.retry_changed(|r| r.jitter = jitter)
     }
 
-    /// Which errors to retry. Default: all.
-    pub fn retry_on(self, retry_on: RetryOn) -> Self {
-        self.retry_changed(|r| r.retry_on = retry_on)
+    /// Which errors to retry: [`RetryOn::Always`](crate::RetryOn::Always) (the default),
+    /// [`RetryOn::Never`](crate::RetryOn::Never), or a predicate on the function's error type,
+    /// `|e: &MyError| ..` (see [`RetryPredicate`](crate::RetryPredicate)). A
+    /// predicate on another type than the function's error does not compile.
+    ///
+    /// ```
+    /// use opero_core::{NoCache, Opero};
+    /// use std::time::Duration;
+    ///
+    /// let opero = Opero::<NoCache>::builder()
+    ///     .min_delay(Duration::ZERO)
+    ///     .retry_on(|e: &u16| *e >= 500)
+    ///     .build()
+    ///     .unwrap();
+    /// let mut calls = 0;
+    /// let _ = opero.run(|| { calls += 1; Err::<(), u16>(404) });
+    /// assert_eq!(calls, 1, "a 404 is not retried");
+    /// ```
+    pub fn retry_on<R2>(self, retry_on: R2) -> OperoBuilder<C, K, Backoff<R2>> {
+        OperoBuilder {
+            policy: self.policy.with_retry_on(retry_on),
+            config: self.config,
+            cache: self.cache,
+            key_fn: self.key_fn,
+            limiter: self.limiter,
+            name: self.name,
+        }
     }
 }
 
@@ -1046,17 +1122,35 @@ impl<C, K, P> OperoBuilder<C, K, P> {
     }
 
     /// Turns the cache on or off. Default off.
-    pub fn cache(mut self, enabled: bool) -> Self {
+    ///
+    /// On a builder that starts without a cache type (`NoCache<D>`, as the facade's `opero()`
+    /// does), this switches the builder to the backend `D`; from then on values and arguments
+    /// need what caching needs (serde, `Clone`). On `Opero::<NoCache>::builder()` it does not
+    /// compile: that pipeline type has nowhere to cache.
+    pub fn cache(mut self, enabled: bool) -> OperoBuilder<C::On, K, P>
+    where
+        C: CacheSwitch,
+    {
         self.config.cache.enabled = enabled;
-        self
+        OperoBuilder {
+            cache: self.cache.and_then(CacheSwitch::switch),
+            config: self.config,
+            key_fn: self.key_fn,
+            policy: self.policy,
+            limiter: self.limiter,
+            name: self.name,
+        }
     }
 
     /// Turns the cache on with this backend instance (a later `.cache(false)` turns it off
     /// again).
-    pub fn cache_backend(mut self, cache: C) -> Self {
-        self.cache = Some(cache);
-        self.config.cache.enabled = true;
-        self
+    pub fn cache_backend(self, cache: C::On) -> OperoBuilder<C::On, K, P>
+    where
+        C: CacheSwitch,
+    {
+        let mut on = self.cache(true);
+        on.cache = Some(cache);
+        on
     }
 
     /// How long entries live. Default: until evicted.
@@ -1086,10 +1180,16 @@ impl<C, K, P> OperoBuilder<C, K, P> {
         self
     }
 
-    /// The whole cache section.
-    pub fn cache_config(mut self, cache: CacheConfig) -> Self {
-        self.config.cache = cache;
-        self
+    /// The whole cache section. Like [`cache`](Self::cache), it gives a builder without a
+    /// cache type its backend type `D`.
+    pub fn cache_config(self, cache: CacheConfig) -> OperoBuilder<C::On, K, P>
+    where
+        C: CacheSwitch,
+    {
+        let enabled = cache.enabled;
+        let mut switched = self.cache(enabled);
+        switched.config.cache = cache;
+        switched
     }
 
     /// Limits attempts to `rate` per second (burst 1 unless set). Default: no limit.

@@ -1,8 +1,6 @@
 //! Retrying: the [`RetryPolicy`] trait and the built-in exponential [`Backoff`].
 
-use std::any::Any;
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -78,9 +76,11 @@ pub enum Jitter {
     Full,
 }
 
-type Predicate = dyn Fn(&dyn Any) -> Option<bool> + Send + Sync;
-
-/// Which of the user's errors are worth retrying.
+/// Which of the user's errors are worth retrying: every one or none, as a config value.
+///
+/// A predicate on the error is a [`RetryPredicate`]: any `Fn(&E) -> bool`, typed by the function's
+/// own error type `E`, given to the builders' `retry_on`. A predicate on another type than the
+/// function's error does not compile, so it can never read as "do not retry" at run time.
 ///
 /// An error that `retry_on` rejects ends the retries for the current fallback value at once; the
 /// pipeline moves on to the next value.
@@ -88,55 +88,99 @@ type Predicate = dyn Fn(&dyn Any) -> Option<bool> + Send + Sync;
 /// # Examples
 ///
 /// ```
-/// use opero_core::RetryOn;
+/// use opero_core::{RetryOn, RetryPredicate};
 ///
 /// #[derive(Debug)]
 /// enum ApiError { Timeout, NotFound }
 ///
 /// let retry_on = RetryOn::when(|e: &ApiError| matches!(e, ApiError::Timeout));
-/// assert!(retry_on.matches(&ApiError::Timeout));
-/// assert!(!retry_on.matches(&ApiError::NotFound));
-/// // An error of another type than the predicate's is not retried, as with Python's `retry_on`.
-/// assert!(!retry_on.matches(&"some other error"));
-/// assert!(RetryOn::Always.matches(&"anything"));
+/// assert!(retry_on.should_retry(&ApiError::Timeout));
+/// assert!(!retry_on.should_retry(&ApiError::NotFound));
+/// assert!(RetryOn::Always.should_retry(&"anything"));
+/// assert!(!RetryOn::Never.should_retry(&ApiError::Timeout));
 /// ```
-#[derive(Clone, Default)]
+///
+/// A predicate on another error type than the function's is a compile error:
+///
+/// ```compile_fail
+/// use opero_core::{NoCache, Opero, RetryOn};
+///
+/// let opero = Opero::<NoCache>::builder()
+///     .retry_on(RetryOn::when(|e: &String| e.contains("busy")))
+///     .build()
+///     .unwrap();
+/// // The function fails with `&str`, the predicate reads `String`: refused by the compiler.
+/// let _ = opero.run(|| Err::<(), &str>("busy"));
+/// ```
+///
+/// The same with matching types compiles and retries:
+///
+/// ```
+/// use opero_core::{NoCache, Opero, RetryOn};
+/// use std::time::Duration;
+///
+/// let opero = Opero::<NoCache>::builder()
+///     .min_delay(Duration::ZERO)
+///     .retry_on(RetryOn::when(|e: &&str| e.contains("busy")))
+///     .build()
+///     .unwrap();
+/// let mut calls = 0;
+/// let _ = opero.run(|| { calls += 1; Err::<(), &str>("busy") });
+/// assert_eq!(calls, 4);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum RetryOn {
     /// Retry every error.
     #[default]
     Always,
     /// Retry no error: one attempt per fallback value.
     Never,
-    /// Retry errors the predicate accepts. Built with [`RetryOn::when`].
-    Predicate(Arc<Predicate>),
 }
 
 impl RetryOn {
-    /// Retries errors of type `E` for which `predicate` returns true; errors of any other type are
-    /// not retried.
-    pub fn when<E: 'static>(predicate: impl Fn(&E) -> bool + Send + Sync + 'static) -> Self {
-        RetryOn::Predicate(Arc::new(move |e: &dyn Any| {
-            e.downcast_ref::<E>().map(&predicate)
-        }))
+    /// A predicate that retries the errors of type `E` for which it returns true. It is the
+    /// closure itself, its argument type spelled out so that the compiler checks it against the
+    /// function's error type.
+    pub fn when<E: ?Sized, F: Fn(&E) -> bool>(predicate: F) -> F {
+        predicate
     }
 
     /// Whether `error` should be retried.
-    pub fn matches<E: 'static>(&self, error: &E) -> bool {
-        match self {
-            RetryOn::Always => true,
-            RetryOn::Never => false,
-            RetryOn::Predicate(p) => p(error as &dyn Any).unwrap_or(false),
-        }
+    pub fn matches<E: ?Sized>(&self, error: &E) -> bool {
+        self.should_retry(error)
     }
 }
 
-impl fmt::Debug for RetryOn {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            RetryOn::Always => "Always",
-            RetryOn::Never => "Never",
-            RetryOn::Predicate(_) => "Predicate(..)",
-        })
+/// Decides whether an error of type `E` is worth retrying: [`RetryOn`] or any `Fn(&E) -> bool`.
+///
+/// # Examples
+///
+/// ```
+/// use opero_core::RetryPredicate;
+///
+/// struct Transient;
+/// impl RetryPredicate<std::io::Error> for Transient {
+///     fn should_retry(&self, e: &std::io::Error) -> bool {
+///         e.kind() == std::io::ErrorKind::TimedOut
+///     }
+/// }
+/// assert!(Transient.should_retry(&std::io::ErrorKind::TimedOut.into()));
+/// assert!(!Transient.should_retry(&std::io::ErrorKind::NotFound.into()));
+/// ```
+pub trait RetryPredicate<E: ?Sized> {
+    /// Whether to retry after `error`.
+    fn should_retry(&self, error: &E) -> bool;
+}
+
+impl<E: ?Sized> RetryPredicate<E> for RetryOn {
+    fn should_retry(&self, _error: &E) -> bool {
+        matches!(self, RetryOn::Always)
+    }
+}
+
+impl<E: ?Sized, F: Fn(&E) -> bool> RetryPredicate<E> for F {
+    fn should_retry(&self, error: &E) -> bool {
+        self(error)
     }
 }
 
@@ -166,21 +210,69 @@ impl fmt::Debug for RetryOn {
 /// let delays: Vec<_> = backoff.delays().collect();
 /// assert_eq!(delays, [100, 200, 400, 500].map(Duration::from_millis));
 /// ```
-#[derive(Clone, Debug, Default)]
-pub struct Backoff {
+#[derive(Clone)]
+pub struct Backoff<R = RetryOn> {
     config: RetryConfig,
+    retry_on: R,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff::unchecked(RetryConfig::default())
+    }
+}
+
+impl<R> fmt::Debug for Backoff<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Backoff")
+            .field("config", &self.config)
+            .field("retry_on", &std::any::type_name::<R>())
+            .finish()
+    }
 }
 
 impl Backoff {
-    /// A policy from validated settings.
+    /// A policy from validated settings; it retries per `config.retry_on`.
     pub fn new(config: RetryConfig) -> Result<Self, OperoError> {
         config.validate()?;
-        Ok(Backoff { config })
+        Ok(Backoff::unchecked(config))
     }
 
     /// A policy from settings validated later, when the pipeline is built.
     pub(crate) fn unchecked(config: RetryConfig) -> Self {
-        Backoff { config }
+        Backoff {
+            retry_on: config.retry_on,
+            config,
+        }
+    }
+}
+
+impl<R> Backoff<R> {
+    /// The same schedule, retrying only the errors `retry_on` accepts.
+    ///
+    /// ```
+    /// use opero_core::{Backoff, RetryConfig, RetryPolicy};
+    ///
+    /// let backoff = Backoff::new(RetryConfig::default()).unwrap().with_retry_on(|e: &u16| *e >= 500);
+    /// assert!(backoff.retry_delay(1, &503).is_some());
+    /// assert!(backoff.retry_delay(1, &404).is_none());
+    /// ```
+    pub fn with_retry_on<R2>(self, retry_on: R2) -> Backoff<R2> {
+        Backoff {
+            config: self.config,
+            retry_on,
+        }
+    }
+
+    /// The predicate that decides which errors are retried.
+    pub fn retry_on(&self) -> &R {
+        &self.retry_on
+    }
+
+    /// Replaces the schedule's settings, keeping the predicate; validated when the pipeline is
+    /// built.
+    pub(crate) fn set_config(&mut self, config: RetryConfig) {
+        self.config = config;
     }
 
     /// The settings.
@@ -222,9 +314,9 @@ impl Backoff {
     }
 }
 
-impl<E: 'static> RetryPolicy<E> for Backoff {
+impl<E: ?Sized, R: RetryPredicate<E>> RetryPolicy<E> for Backoff<R> {
     fn retry_delay(&self, attempt: u32, error: &E) -> Option<Duration> {
-        if !self.config.retry_on.matches(error) {
+        if !self.retry_on.should_retry(error) {
             return None;
         }
         self.delay(attempt)

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use opero_core::{
-    Backoff, BuildCache, CacheConfig, Fallbacks, FunctionId, Jitter, KeyFn, OperoBuilder,
-    OperoError, RateLimitConfig, RateLimiter, RetryOn, StableKey,
+    Backoff, BuildCache, CacheConfig, CacheSwitch, Fallbacks, FunctionId, Jitter, KeyFn,
+    OperoBuilder, OperoError, RateLimitConfig, RateLimiter, StableKey,
 };
 
 use crate::config::{check_workers, Mode, OpmapConfig};
@@ -95,7 +95,13 @@ macro_rules! forward {
     )*};
 }
 
-impl<C, K> OpmapBuilder<C, K, Backoff> {
+impl<C, K, R> OpmapBuilder<C, K, Backoff<R>> {
+    /// Which errors to retry: [`RetryOn`](opero_core::RetryOn) or a predicate on the function's error type,
+    /// `|e: &MyError| ..`; a predicate on another type does not compile. Default: all.
+    pub fn retry_on<R2>(self, retry_on: R2) -> OpmapBuilder<C, K, Backoff<R2>> {
+        self.with_opero(|o| o.retry_on(retry_on))
+    }
+
     forward! {
         /// Retries after the first attempt of each item, per fallback value. Default 3.
         retries(retries: u32);
@@ -107,25 +113,17 @@ impl<C, K> OpmapBuilder<C, K, Backoff> {
         max_delay(delay: Duration);
         /// Delay randomisation. Default [`Jitter::Full`].
         jitter(jitter: Jitter);
-        /// Which errors to retry. Default: all.
-        retry_on(retry_on: RetryOn);
     }
 }
 
 impl<C, K, P> OpmapBuilder<C, K, P> {
     forward! {
-        /// Turns the per-item cache on or off. Default off.
-        cache(enabled: bool);
-        /// Caches in this backend instance (turns the cache on).
-        cache_backend(cache: C);
         /// How long entries live. Default: until evicted.
         cache_ttl(ttl: Duration);
         /// The cache backend by name, for backends that choose by name.
         cache_backend_name(backend: impl Into<String>);
         /// A backend-specific option.
         cache_option(name: impl Into<String>, value: impl Into<String>);
-        /// The whole cache section (its namespace included).
-        cache_config(cache: CacheConfig);
         /// Limits attempts, across all workers together, to `rate` per second. Default: no limit.
         rate_limit(rate: f64);
         /// Permits available at once after an idle spell. Default 1.
@@ -153,8 +151,16 @@ impl<C, K, P> OpmapBuilder<C, K, P> {
 
     /// Replaces the built-in backoff with a policy of the user's.
     pub fn retry_policy<P2>(self, policy: P2) -> OpmapBuilder<C, K, P2> {
+        self.with_opero(|o| o.retry_policy(policy))
+    }
+
+    /// The same settings over a pipeline builder of other types.
+    fn with_opero<C2, K2, P2>(
+        self,
+        change: impl FnOnce(OperoBuilder<C, K, P>) -> OperoBuilder<C2, K2, P2>,
+    ) -> OpmapBuilder<C2, K2, P2> {
         OpmapBuilder {
-            opero: self.opero.retry_policy(policy),
+            opero: change(self.opero),
             mode: self.mode,
             workers: self.workers,
             ordered: self.ordered,
@@ -164,17 +170,35 @@ impl<C, K, P> OpmapBuilder<C, K, P> {
         }
     }
 
+    /// Turns the per-item cache on or off. Default off. On a builder without a cache type
+    /// (`NoCache<D>`, as the facade's `opmap()` starts) this switches it to the backend `D`.
+    pub fn cache(self, enabled: bool) -> OpmapBuilder<C::On, K, P>
+    where
+        C: CacheSwitch,
+    {
+        self.with_opero(|o| o.cache(enabled))
+    }
+
+    /// The whole cache section (its namespace included); switches the cache type as
+    /// [`cache`](Self::cache) does.
+    pub fn cache_config(self, cache: CacheConfig) -> OpmapBuilder<C::On, K, P>
+    where
+        C: CacheSwitch,
+    {
+        self.with_opero(|o| o.cache_config(cache))
+    }
+
+    /// Caches in this backend instance (turns the cache on).
+    pub fn cache_backend(self, cache: C::On) -> OpmapBuilder<C::On, K, P>
+    where
+        C: CacheSwitch,
+    {
+        self.with_opero(|o| o.cache_backend(cache))
+    }
+
     /// Replaces the default key function.
     pub fn key_fn<K2: KeyFn>(self, key_fn: K2) -> OpmapBuilder<C, K2, P> {
-        OpmapBuilder {
-            opero: self.opero.key_fn(key_fn),
-            mode: self.mode,
-            workers: self.workers,
-            ordered: self.ordered,
-            progress: self.progress,
-            timeout: self.timeout,
-            in_flight: self.in_flight,
-        }
+        self.with_opero(|o| o.key_fn(key_fn))
     }
 
     /// Where items run. Default [`Mode::Thread`].

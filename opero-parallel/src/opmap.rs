@@ -12,10 +12,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use futures_util::future::Either;
 use futures_util::{FutureExt, Stream, StreamExt};
 use opero_core::{
-    AllFailedError, AsyncExecutor, AttemptError, CacheBackend, CacheValue, ErrorKind, Executor,
-    Fallbacks, FunctionId, KeyFn, Opero, OperoError, RetryPolicy,
+    AllFailedError, AsyncExecutor, AttemptError, CacheFor, ErrorKind, Executor, Fallbacks,
+    FunctionId, KeyFn, Opero, OperoError, RetryPolicy,
 };
-use serde::Serialize;
 
 use crate::config::Mode;
 use crate::executor::lock;
@@ -115,15 +114,14 @@ impl<C, K, P, F, V, X: Executor> fmt::Debug for Opmap<C, K, P, F, V, X> {
 
 impl<C, K, P, F, V, X> Inner<C, K, P, F, V, X>
 where
-    C: CacheBackend,
     K: KeyFn,
 {
     /// One item through the pipeline, its panics caught.
     #[inline(always)]
     fn run_item<I, T, E>(&self, item: &I) -> ItemResult<T, E>
     where
-        I: Serialize,
-        T: CacheValue,
+        T: Send + Sync + 'static,
+        C: CacheFor<I, T>,
         E: Display,
         F: Fn(&I, &V) -> Result<T, E>,
         P: RetryPolicy<E>,
@@ -154,8 +152,8 @@ where
     #[inline(always)]
     fn run_item_bare<I, T, E>(&self, item: &I, value: &V) -> ItemResult<T, E>
     where
-        I: Serialize,
-        T: CacheValue,
+        T: Send + Sync + 'static,
+        C: CacheFor<I, T>,
         E: Display,
         F: Fn(&I, &V) -> Result<T, E>,
         P: RetryPolicy<E>,
@@ -177,8 +175,8 @@ where
         first: Option<AttemptError<E>>,
     ) -> Box<ItemResult<T, E>>
     where
-        I: Serialize,
-        T: CacheValue,
+        T: Send + Sync + 'static,
+        C: CacheFor<I, T>,
         E: Display,
         F: Fn(&I, &V) -> Result<T, E>,
         P: RetryPolicy<E>,
@@ -195,8 +193,8 @@ where
         first: Option<AttemptError<E>>,
     ) -> ItemResult<T, E>
     where
-        I: Serialize,
-        T: CacheValue,
+        T: Send + Sync + 'static,
+        C: CacheFor<I, T>,
         E: Display,
         F: Fn(&I, &V) -> Result<T, E>,
         P: RetryPolicy<E>,
@@ -222,7 +220,6 @@ where
 
 impl<C, K, P, F, V, X> Opmap<C, K, P, F, V, X>
 where
-    C: CacheBackend,
     K: KeyFn,
     P: Send + Sync,
     F: Send + Sync,
@@ -236,8 +233,9 @@ where
     where
         Items: IntoIterator<Item = I>,
         Items::IntoIter: Send,
-        I: Serialize + Send + Sync,
-        T: CacheValue,
+        I: Send + Sync,
+        T: Send + Sync + 'static,
+        C: CacheFor<I, T>,
         E: Display + Send,
         F: Fn(&I, &V) -> Result<T, E>,
         P: RetryPolicy<E>,
@@ -257,8 +255,9 @@ where
     where
         Items: IntoIterator<Item = I>,
         Items::IntoIter: Send,
-        I: Serialize + Send + Sync,
-        T: CacheValue,
+        I: Send + Sync,
+        T: Send + Sync + 'static,
+        C: CacheFor<I, T>,
         E: Display + Send,
         F: Fn(&I, &V) -> Result<T, E>,
         P: RetryPolicy<E>,
@@ -275,8 +274,9 @@ where
 
     fn call_ordered<I, T, E>(&self, items: Vec<I>) -> Vec<ItemResult<T, E>>
     where
-        I: Serialize + Send + Sync,
-        T: CacheValue,
+        I: Send + Sync,
+        T: Send + Sync + 'static,
+        C: CacheFor<I, T>,
         E: Display + Send,
         F: Fn(&I, &V) -> Result<T, E>,
         P: RetryPolicy<E>,
@@ -305,8 +305,9 @@ where
     fn call_unordered<It, I, T, E>(&self, items: It) -> Vec<(usize, ItemResult<T, E>)>
     where
         It: Iterator<Item = I> + Send,
-        I: Serialize + Send,
-        T: CacheValue,
+        I: Send,
+        T: Send + Sync + 'static,
+        C: CacheFor<I, T>,
         E: Display + Send,
         F: Fn(&I, &V) -> Result<T, E>,
         P: RetryPolicy<E>,
@@ -350,8 +351,9 @@ where
     where
         Items: IntoIterator<Item = I>,
         Items::IntoIter: Send + 'static,
-        I: Serialize + Send + 'static,
-        T: CacheValue,
+        I: Send + 'static,
+        T: Send + Sync + 'static,
+        C: CacheFor<I, T>,
         E: Display + Send + 'static,
         F: Fn(&I, &V) -> Result<T, E> + 'static,
         P: RetryPolicy<E> + 'static,
@@ -577,14 +579,14 @@ impl<C, K, P, F, V, X: AsyncExecutor> fmt::Debug for OpmapAsync<C, K, P, F, V, X
 
 impl<C, K, P, F, V, X> Inner<C, K, P, F, V, X>
 where
-    C: CacheBackend,
     K: KeyFn,
     V: Clone,
 {
     async fn run_item_async<I, T, E, Fut>(&self, item: I) -> ItemResult<T, E>
     where
-        I: Serialize + Clone,
-        T: CacheValue,
+        I: Clone,
+        T: Send + Sync + 'static,
+        C: CacheFor<I, T>,
         E: Display,
         F: Fn(I, V) -> Fut,
         Fut: Future<Output = Result<T, E>>,
@@ -618,7 +620,7 @@ where
 
 impl<C, K, P, F, V, X> OpmapAsync<C, K, P, F, V, X>
 where
-    C: CacheBackend + 'static,
+    C: Send + Sync + 'static,
     K: KeyFn + 'static,
     P: Send + Sync + 'static,
     F: Send + Sync + 'static,
@@ -636,8 +638,9 @@ where
     where
         Items: IntoIterator<Item = I>,
         Items::IntoIter: Send + 'static,
-        I: Serialize + Clone + Send + Sync + 'static,
-        T: CacheValue,
+        I: Clone + Send + Sync + 'static,
+        T: Send + Sync + 'static,
+        C: CacheFor<I, T>,
         E: Display + Send + 'static,
         F: Fn(I, V) -> Fut,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
@@ -665,8 +668,9 @@ where
     where
         Items: IntoIterator<Item = I>,
         Items::IntoIter: Send + 'static,
-        I: Serialize + Clone + Send + Sync + 'static,
-        T: CacheValue,
+        I: Clone + Send + Sync + 'static,
+        T: Send + Sync + 'static,
+        C: CacheFor<I, T>,
         E: Display + Send + 'static,
         F: Fn(I, V) -> Fut,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
@@ -688,8 +692,9 @@ where
     where
         Items: IntoIterator<Item = I>,
         Items::IntoIter: Send + 'static,
-        I: Serialize + Clone + Send + Sync + 'static,
-        T: CacheValue,
+        I: Clone + Send + Sync + 'static,
+        T: Send + Sync + 'static,
+        C: CacheFor<I, T>,
         E: Display + Send + 'static,
         F: Fn(I, V) -> Fut,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
@@ -708,8 +713,9 @@ where
     where
         Items: IntoIterator<Item = I>,
         Items::IntoIter: Send + 'static,
-        I: Serialize + Clone + Send + Sync + 'static,
-        T: CacheValue,
+        I: Clone + Send + Sync + 'static,
+        T: Send + Sync + 'static,
+        C: CacheFor<I, T>,
         E: Display + Send + 'static,
         F: Fn(I, V) -> Fut,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
@@ -756,8 +762,9 @@ where
     where
         Items: IntoIterator<Item = I>,
         Items::IntoIter: Send + 'static,
-        I: Serialize + Clone + Send + Sync + 'static,
-        T: CacheValue,
+        I: Clone + Send + Sync + 'static,
+        T: Send + Sync + 'static,
+        C: CacheFor<I, T>,
         E: Display + Send + 'static,
         F: Fn(I, V) -> Fut,
         Fut: Future<Output = Result<T, E>> + Send + 'static,

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use futures_util::{FutureExt, StreamExt};
 use opero_core::{
-    AllFailedError, AttemptError, CacheBackend, CacheValue, Executor, FunctionId, KeyFn, Opero,
+    AllFailedError, AttemptError, CacheFor, CacheValue, Executor, FunctionId, KeyFn, Opero,
     RetryPolicy,
 };
 use serde::de::DeserializeOwned;
@@ -118,7 +118,7 @@ impl<C, K, P, I, T, E> fmt::Debug for OpmapProcess<C, K, P, I, T, E> {
 
 impl<C, K, P, I, T, E> ProcessInner<C, K, P, I, T, E>
 where
-    C: CacheBackend,
+    C: CacheFor<I, T>,
     K: KeyFn,
     P: RetryPolicy<E>,
     I: Serialize,
@@ -144,7 +144,7 @@ where
 
 impl<C, K, P, I, T, E> OpmapProcess<C, K, P, I, T, E>
 where
-    C: CacheBackend,
+    C: CacheFor<I, T>,
     K: KeyFn,
     P: RetryPolicy<E> + Send + Sync,
     I: Serialize + Send,
@@ -279,7 +279,7 @@ impl<C, K, P, I, T, E> fmt::Debug for OpmapProcessAsync<C, K, P, I, T, E> {
 
 impl<C, K, P, I, T, E> AsyncProcessInner<C, K, P, I, T, E>
 where
-    C: CacheBackend,
+    C: CacheFor<I, T>,
     K: KeyFn,
     P: RetryPolicy<E>,
     I: Serialize,
@@ -311,7 +311,7 @@ where
 
 impl<C, K, P, I, T, E> OpmapProcessAsync<C, K, P, I, T, E>
 where
-    C: CacheBackend,
+    C: CacheFor<I, T>,
     K: KeyFn,
     P: RetryPolicy<E>,
     I: Serialize,

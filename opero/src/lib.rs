@@ -46,7 +46,8 @@ pub type Opero<C = AnyCache, K = StableKey, P = Backoff> = opero_core::Opero<C, 
 
 /// Starts a pipeline builder whose cache backend is chosen by name (`cache_backend_name`), the
 /// Rust counterpart of the `@opero` decorator: end the chain with `.wrap(f)` for a callable, or
-/// `.build()` for an [`Opero`].
+/// `.build()` for an [`Opero`]. Until `.cache(true)`, the builder has no cache type, so values
+/// and arguments need no serde bounds and no `Clone`.
 ///
 /// # Examples
 ///
@@ -66,8 +67,9 @@ pub type Opero<C = AnyCache, K = StableKey, P = Backoff> = opero_core::Opero<C, 
 /// assert_eq!(fetch.call("Oslo").unwrap(), "weather in Oslo: sunny");
 /// assert_eq!(fetch.opero().metrics().cache_hits, 1);
 /// ```
-pub fn opero() -> OperoBuilder<AnyCache> {
-    opero_core::Opero::<AnyCache>::builder()
+pub fn opero() -> OperoBuilder<NoCache<AnyCache>> {
+    // No cache type until `.cache(..)`: values and arguments need no serde bounds until then.
+    opero_core::Opero::<NoCache<AnyCache>>::builder()
 }
 
 /// `opmap`: one pipeline applied to every item of an iterable, `workers` at a time, with one
@@ -105,6 +107,6 @@ pub use opero_parallel::{Mode, Opmap, OpmapAsync, OpmapBuilder, OpmapConfig, Opm
 /// assert_eq!(square.opero().metrics().cache_hits, 1);
 /// ```
 #[cfg(feature = "parallel")]
-pub fn opmap() -> OpmapBuilder<AnyCache> {
+pub fn opmap() -> OpmapBuilder<NoCache<AnyCache>> {
     OpmapBuilder::new()
 }

@@ -1,7 +1,7 @@
 //! An error that `retry_on` rejects ends the retries for the current fallback value at once and
 //! moves on to the next value.
 
-use opero::{Fallbacks, NoCache, Opero, RetryOn};
+use opero::{Backoff, Fallbacks, NoCache, Opero, RetryOn, StableKey};
 use opero_tests::no_delay;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -16,7 +16,8 @@ impl std::fmt::Display for ApiError {
     }
 }
 
-fn pipeline() -> Opero<NoCache> {
+// A typed predicate is part of the pipeline's type.
+fn pipeline() -> Opero<NoCache, StableKey, Backoff<impl Fn(&ApiError) -> bool>> {
     Opero::<NoCache>::builder()
         .retries(3)
         .min_delay(no_delay().min_delay)

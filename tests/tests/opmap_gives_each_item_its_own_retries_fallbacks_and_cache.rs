@@ -1,13 +1,13 @@
 //! Per-item resilience: a fallback per item, a retry after one failure, the cache serving a
 //! second run with zero calls.
 
-use opero::{opmap, AnyCache, Fallbacks, Jitter, Mode, OpmapBuilder};
+use opero::{opmap, AnyCache, Fallbacks, Jitter, Mode, NoCache, OpmapBuilder};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-fn quiet(mode: Mode) -> OpmapBuilder<AnyCache> {
+fn quiet(mode: Mode) -> OpmapBuilder<NoCache<AnyCache>> {
     opmap()
         .mode(mode)
         .workers(3)

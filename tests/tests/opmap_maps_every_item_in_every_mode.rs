@@ -1,11 +1,11 @@
 //! The original's basic opmap cases, in every mode: `[1, 2, 3]` with 2 workers, `[]`, `[5]`,
 //! 20 workers over 50 items, async functions.
 
-use opero::AnyCache;
 use opero::{opmap, Mode, OpmapBuilder};
+use opero::{AnyCache, NoCache};
 use std::time::Duration;
 
-fn quiet(mode: Mode, workers: usize) -> OpmapBuilder<AnyCache> {
+fn quiet(mode: Mode, workers: usize) -> OpmapBuilder<NoCache<AnyCache>> {
     opmap()
         .mode(mode)
         .workers(workers)

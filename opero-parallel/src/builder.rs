@@ -10,9 +10,10 @@ use opero_core::{
     OperoBuilder, OperoError, RateLimitConfig, RateLimiter, StableKey,
 };
 
-use crate::config::{check_workers, Mode, OpmapConfig};
+use crate::config::{check_scope, check_workers, Mode, OpmapConfig, RateLimitScope};
 use crate::executor::{AnyAsyncExecutor, AnyExecutor};
 use crate::opmap::{Inner, Opmap, OpmapAsync};
+use crate::slots::{PerWorker, Slots};
 
 /// Builds an opmap: a per-item function wrapped into a callable over any `IntoIterator`, every
 /// item going through one pipeline (cache, fallback, retry, rate limit) on `workers` workers.
@@ -57,6 +58,9 @@ pub struct OpmapBuilder<C, K = StableKey, P = Backoff> {
     progress: bool,
     timeout: Option<Duration>,
     in_flight: usize,
+    rate_limit_scope: RateLimitScope,
+    /// A limiter instance was passed in, which `per_worker` cannot split.
+    limiter_passed_in: bool,
 }
 
 impl<C> OpmapBuilder<C> {
@@ -75,6 +79,8 @@ impl<C> OpmapBuilder<C> {
             progress: config.progress,
             timeout: config.timeout,
             in_flight: config.in_flight_per_worker,
+            rate_limit_scope: config.rate_limit_scope,
+            limiter_passed_in: false,
         }
     }
 }
@@ -124,14 +130,13 @@ impl<C, K, P> OpmapBuilder<C, K, P> {
         cache_backend_name(backend: impl Into<String>);
         /// A backend-specific option.
         cache_option(name: impl Into<String>, value: impl Into<String>);
-        /// Limits attempts, across all workers together, to `rate` per second. Default: no limit.
+        /// Limits attempts to `rate` per second: across all workers together, or in each worker
+        /// with [`rate_limit_scope`](Self::rate_limit_scope). Default: no limit.
         rate_limit(rate: f64);
         /// Permits available at once after an idle spell. Default 1.
         burst(burst: u32);
         /// The whole rate-limit section.
         rate_limit_config(rate_limit: RateLimitConfig);
-        /// Uses this limiter, shared with whoever else holds it.
-        rate_limiter(limiter: Arc<dyn RateLimiter>);
     }
 
     /// Names the per-item function for its cache keys. Needed to cache a function that does not
@@ -141,6 +146,65 @@ impl<C, K, P> OpmapBuilder<C, K, P> {
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.opero = self.opero.name(name);
         self
+    }
+
+    /// Uses this limiter, shared with whoever else holds it (and by every worker: it cannot be
+    /// split per worker).
+    pub fn rate_limiter(mut self, limiter: Arc<dyn RateLimiter>) -> Self {
+        self.opero = self.opero.rate_limiter(limiter);
+        self.limiter_passed_in = true;
+        self
+    }
+
+    /// Whether the workers share one rate limiter ([`RateLimitScope::Shared`], the default) or
+    /// each has its own of the same rate and burst ([`RateLimitScope::PerWorker`]: `n` workers
+    /// then make about `n × rate` calls per second). Every mode supports both; `PerWorker` needs
+    /// [`rate_limit`](Self::rate_limit), and building is an error naming `rate_limit_scope`
+    /// without it or with a limiter passed in.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use opero_parallel::{opmap, RateLimitScope};
+    ///
+    /// // Each of the 4 workers has its own API key, limited to 5 calls per second.
+    /// let fetch = opmap()
+    ///     .workers(4)
+    ///     .rate_limit(5.0)
+    ///     .rate_limit_scope(RateLimitScope::PerWorker)
+    ///     .progress(false)
+    ///     .wrap(|id: &u32| Ok::<_, String>(*id))
+    ///     .unwrap();
+    /// assert_eq!(fetch.call([1, 2]), [Ok(1), Ok(2)]);
+    ///
+    /// let err = opmap()
+    ///     .rate_limit_scope(RateLimitScope::PerWorker)
+    ///     .wrap(|id: &u32| Ok::<_, String>(*id))
+    ///     .unwrap_err();
+    /// assert_eq!(err.field(), Some("rate_limit_scope"));
+    /// ```
+    pub fn rate_limit_scope(mut self, scope: RateLimitScope) -> Self {
+        self.rate_limit_scope = scope;
+        self
+    }
+
+    /// Gives each of the `workers` of a map in `mode` a limiter of its own when the scope is
+    /// per worker; for the async modes, also the slots their items in flight take (`per_slot`
+    /// items at once in each).
+    fn scoped(self, mode: Mode, per_slot: usize) -> Result<(Self, Option<Arc<Slots>>), OperoError> {
+        check_scope(
+            self.rate_limit_scope,
+            self.opero.config().rate_limit.rate,
+            self.limiter_passed_in,
+        )?;
+        if self.rate_limit_scope != RateLimitScope::PerWorker {
+            return Ok((self, None));
+        }
+        let limiter = PerWorker::new(mode, self.workers, &self.opero.config().rate_limit)?;
+        let slots = mode.is_async().then(|| Slots::new(self.workers, per_slot));
+        let mut scoped = self;
+        scoped.opero = scoped.opero.rate_limiter(Arc::new(limiter));
+        Ok((scoped, slots))
     }
 
     /// The cache namespace. Default `"opero_opmap_item"`.
@@ -167,6 +231,8 @@ impl<C, K, P> OpmapBuilder<C, K, P> {
             progress: self.progress,
             timeout: self.timeout,
             in_flight: self.in_flight,
+            rate_limit_scope: self.rate_limit_scope,
+            limiter_passed_in: self.limiter_passed_in,
         }
     }
 
@@ -246,6 +312,7 @@ impl<C, K, P> OpmapBuilder<C, K, P> {
     #[allow(clippy::type_complexity)]
     fn inner<F, V, X>(
         self,
+        mode: Mode,
         executor: X,
         function: FunctionId<'static>,
         fallbacks: Fallbacks<V>,
@@ -254,18 +321,20 @@ impl<C, K, P> OpmapBuilder<C, K, P> {
     where
         C: BuildCache,
     {
-        let opero = self.opero.build()?;
+        let (this, slots) = self.scoped(mode, 1)?;
+        let opero = this.opero.build()?;
         let function = opero.wrapper_identity(function)?;
         Ok(Arc::new(Inner {
             bare: opero.cache().is_none() && opero.rate_limiter().is_none(),
+            slots,
             opero,
             function,
             fallbacks,
             f,
             executor,
-            ordered: self.ordered,
-            progress: self.progress,
-            mode: self.mode,
+            ordered: this.ordered,
+            progress: this.progress,
+            mode: this.mode,
         }))
     }
 
@@ -306,7 +375,9 @@ impl<C, K, P> OpmapBuilder<C, K, P> {
     {
         let function = FunctionId::of::<F>(Location::caller());
         let executor = self.blocking_executor()?;
+        let mode = self.mode;
         let inner = self.inner(
+            mode,
             executor,
             function,
             Fallbacks::new(vec![()])?,
@@ -329,7 +400,8 @@ impl<C, K, P> OpmapBuilder<C, K, P> {
     {
         let function = FunctionId::of::<F>(Location::caller());
         let executor = self.blocking_executor()?;
-        let inner = self.inner(executor, function, fallbacks, f)?;
+        let mode = self.mode;
+        let inner = self.inner(mode, executor, function, fallbacks, f)?;
         Ok(Opmap { inner })
     }
 
@@ -352,6 +424,7 @@ impl<C, K, P> OpmapBuilder<C, K, P> {
         let function = FunctionId::of::<F>(Location::caller());
         let executor = self.async_executor()?;
         let inner = self.inner(
+            Mode::Async,
             executor,
             function,
             Fallbacks::new(vec![()])?,
@@ -374,7 +447,7 @@ impl<C, K, P> OpmapBuilder<C, K, P> {
     {
         let function = FunctionId::of::<F>(Location::caller());
         let executor = self.async_executor()?;
-        let inner = self.inner(executor, function, fallbacks, f)?;
+        let inner = self.inner(Mode::Async, executor, function, fallbacks, f)?;
         Ok(OpmapAsync { inner })
     }
 
@@ -451,9 +524,10 @@ impl<C, K, P> OpmapBuilder<C, K, P> {
         self.process_mode(Mode::Process)?;
         crate::process::check_function::<F>()?;
         let threads = crate::ThreadExecutor::new(self.workers)?;
+        let (this, _) = self.scoped(Mode::Process, 1)?;
         let (ordered, progress, timeout, workers) =
-            (self.ordered, self.progress, self.timeout, self.workers);
-        let opero = self.opero.build()?;
+            (this.ordered, this.progress, this.timeout, this.workers);
+        let opero = this.opero.build()?;
         let function = opero.wrapper_identity(function)?;
         let pool = crate::process::Workers::start(
             workers,
@@ -503,14 +577,11 @@ impl<C, K, P> OpmapBuilder<C, K, P> {
                 "must be at least 1",
             ));
         }
-        let (ordered, progress, timeout, workers, in_flight) = (
-            self.ordered,
-            self.progress,
-            self.timeout,
-            self.workers,
-            self.in_flight,
-        );
-        let opero = self.opero.build()?;
+        let in_flight = self.in_flight;
+        let (this, slots) = self.scoped(Mode::AsyncProcess, in_flight)?;
+        let (ordered, progress, timeout, workers) =
+            (this.ordered, this.progress, this.timeout, this.workers);
+        let opero = this.opero.build()?;
         let function = opero.wrapper_identity(function)?;
         let pool = crate::process::Workers::start(
             workers,
@@ -523,6 +594,7 @@ impl<C, K, P> OpmapBuilder<C, K, P> {
                 opero,
                 function,
                 batches,
+                slots,
                 ordered,
                 progress,
                 types: std::marker::PhantomData,

@@ -123,6 +123,120 @@ impl<'de> Deserialize<'de> for Mode {
     }
 }
 
+/// Which workers of an opmap share a rate limiter: all of them (the default), or none.
+///
+/// | scope | limiters | calls per second with `rate` r and `workers` n |
+/// |---|---|---|
+/// | `shared` (default) | one for the whole map | about r |
+/// | `per_worker` | one per worker, each of rate r and the map's burst | about n × r |
+///
+/// Python's opero documents `rate_limit` of `@opmap` as "per worker"; here the default is one
+/// shared limiter, because a rate usually protects one API and more workers must not mean more
+/// calls. `per_worker` is for a limit that really belongs to each worker (its own API key, its
+/// own connection).
+///
+/// Who "a worker" is, per mode: a thread of the pool (`thread`), a thread of the rayon pool
+/// (`rayon`), one of the `workers` items in flight (`async`), the parent thread that serves one
+/// worker process (`process`), one worker's share of `in_flight_per_worker` items in flight
+/// (`async_process`). `per_worker` needs a `rate` to give each worker: with no rate, or with a
+/// limiter instance passed in (which cannot be split), building the map is an error naming
+/// `rate_limit_scope`.
+///
+/// # Examples
+///
+/// ```
+/// use opero_parallel::RateLimitScope;
+///
+/// assert_eq!(RateLimitScope::default(), RateLimitScope::Shared);
+/// assert_eq!("per_worker".parse::<RateLimitScope>().unwrap(), RateLimitScope::PerWorker);
+/// assert_eq!(RateLimitScope::PerWorker.to_string(), "per_worker");
+/// let err = "per_thread".parse::<RateLimitScope>().unwrap_err();
+/// assert_eq!(err.field(), Some("rate_limit_scope"));
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RateLimitScope {
+    /// One limiter for every worker of the map. The default.
+    #[default]
+    Shared,
+    /// A limiter of its own for each worker.
+    PerWorker,
+}
+
+impl RateLimitScope {
+    /// The name used in configs: `"shared"` or `"per_worker"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            RateLimitScope::Shared => "shared",
+            RateLimitScope::PerWorker => "per_worker",
+        }
+    }
+}
+
+impl fmt::Display for RateLimitScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for RateLimitScope {
+    type Err = OperoError;
+
+    fn from_str(name: &str) -> Result<Self, OperoError> {
+        [RateLimitScope::Shared, RateLimitScope::PerWorker]
+            .into_iter()
+            .find(|s| s.name() == name)
+            .ok_or_else(|| {
+                OperoError::invalid_config(
+                    "rate_limit_scope",
+                    name,
+                    "unknown scope; known: \"shared\", \"per_worker\"",
+                )
+            })
+    }
+}
+
+impl Serialize for RateLimitScope {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for RateLimitScope {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        name.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Refuses `per_worker` when there is no rate to give each worker: a scope with nothing to scope
+/// would otherwise be silently ignored.
+pub(crate) fn check_scope(
+    scope: RateLimitScope,
+    rate: Option<f64>,
+    limiter_passed_in: bool,
+) -> Result<(), OperoError> {
+    if scope != RateLimitScope::PerWorker {
+        return Ok(());
+    }
+    if limiter_passed_in {
+        return Err(OperoError::invalid_config(
+            "rate_limit_scope",
+            scope,
+            "a limiter passed in with `rate_limiter` is one limiter and cannot be split per \
+             worker: set `rate_limit` (and `burst`) instead",
+        ));
+    }
+    if rate.is_none() {
+        return Err(OperoError::invalid_config(
+            "rate_limit_scope",
+            scope,
+            "needs `rate_limit.rate`, the rate each worker gets",
+        ));
+    }
+    Ok(())
+}
+
 /// The settings of one `opmap`: the pipeline each item goes through, plus how the items are run.
 ///
 /// # Default
@@ -170,6 +284,9 @@ pub struct OpmapConfig {
     pub timeout: Option<Duration>,
     /// Mode `async_process` only: how many items each worker process runs at once; at least 1.
     pub in_flight_per_worker: usize,
+    /// Whether the workers share one rate limiter (`"shared"`, the default) or each has its own
+    /// (`"per_worker"`, which needs `rate_limit.rate`).
+    pub rate_limit_scope: RateLimitScope,
 }
 
 /// Items in flight in each worker process of an `async_process` map unless set otherwise.
@@ -193,6 +310,7 @@ impl Default for OpmapConfig {
             progress: true,
             timeout: None,
             in_flight_per_worker: DEFAULT_IN_FLIGHT_PER_WORKER,
+            rate_limit_scope: RateLimitScope::Shared,
         }
     }
 }
@@ -216,7 +334,7 @@ impl OpmapConfig {
                 "must be at least 1",
             ));
         }
-        Ok(())
+        check_scope(self.rate_limit_scope, self.opero.rate_limit.rate, false)
     }
 
     /// Parses and validates a JSON document, keeping the typed error of a bad value.
@@ -253,6 +371,16 @@ impl OpmapConfig {
                 .ok_or_else(|| {
                     OperoError::invalid_config("in_flight_per_worker", &n, "must be a whole number")
                 })?;
+        }
+        if let Some(scope) = doc.remove("rate_limit_scope") {
+            let name = scope.as_str().ok_or_else(|| {
+                OperoError::invalid_config(
+                    "rate_limit_scope",
+                    &scope,
+                    "must be \"shared\" or \"per_worker\" as text",
+                )
+            })?;
+            cfg.rate_limit_scope = name.parse()?;
         }
         for (field, slot) in [
             ("ordered", &mut cfg.ordered),
@@ -313,7 +441,11 @@ mod tests {
             progress: false,
             timeout: Some(Duration::from_millis(1500)),
             in_flight_per_worker: 3,
-            ..Default::default()
+            rate_limit_scope: RateLimitScope::PerWorker,
+            opero: OperoConfig {
+                rate_limit: opero_core::RateLimitConfig::per_second(5.0),
+                ..OpmapConfig::default().opero
+            },
         };
         let text = serde_json::to_string(&cfg).unwrap();
         let back = OpmapConfig::from_json(&text).unwrap();
@@ -322,6 +454,7 @@ mod tests {
         assert!(!back.ordered && !back.progress);
         assert_eq!(back.timeout, Some(Duration::from_millis(1500)));
         assert_eq!(back.in_flight_per_worker, 3);
+        assert_eq!(back.rate_limit_scope, RateLimitScope::PerWorker);
         assert_eq!(back.opero.cache.namespace, DEFAULT_NAMESPACE);
         let serde_back: OpmapConfig = serde_json::from_str(&text).unwrap();
         assert_eq!(serde_back.workers, 20);
@@ -340,6 +473,14 @@ mod tests {
             Some("in_flight_per_worker")
         );
         assert_eq!(field(r#"{"mode": 3}"#), Some("mode"));
+        assert_eq!(
+            field(r#"{"rate_limit_scope": "per_thread"}"#),
+            Some("rate_limit_scope")
+        );
+        assert_eq!(
+            field(r#"{"rate_limit_scope": "per_worker"}"#),
+            Some("rate_limit_scope")
+        );
         assert_eq!(
             field(r#"{"retry": {"backoff_factor": 0.5}}"#),
             Some("retry.backoff_factor")

@@ -9,6 +9,7 @@ use opero_core::{AsyncExecutor, ErrorKind, Executor, OperoError, UnitHandle, Uni
 use rayon::prelude::*;
 
 use crate::config::{check_workers, Mode};
+use crate::slots::ThreadSlot;
 
 // ===== impl ThreadExecutor =====
 
@@ -71,17 +72,22 @@ impl Executor for ThreadExecutor {
                 }
             }
         };
+        // Each thread is a worker slot, for the per-worker rate limiters (`slots`).
         std::thread::scope(|scope| {
             for n in 1..threads {
                 let spawned = std::thread::Builder::new()
                     .name(format!("opero-opmap-{n}"))
-                    .spawn_scoped(scope, pull);
+                    .spawn_scoped(scope, move || {
+                        let _slot = ThreadSlot::enter(n);
+                        pull();
+                    });
                 if let Err(e) = spawned {
                     // Fewer threads is slower but still correct: the calling thread always works.
                     tracing::warn!(target: "opero", error = %e, threads = n, "could not start every opmap thread");
                     break;
                 }
             }
+            let _slot = ThreadSlot::enter(0);
             pull();
         });
     }

@@ -11,7 +11,7 @@
 //!
 //! Every item gets its own retries, fallback values and cache entry (namespace
 //! `"opero_opmap_item"` unless set), and every attempt of every worker takes its permit from the
-//! one rate limiter of the map. A failing item, or one whose function panicked, becomes that
+//! one rate limiter of the map (or, with [`RateLimitScope::PerWorker`], from its worker's own). A failing item, or one whose function panicked, becomes that
 //! item's [`AllFailedError`](opero_core::AllFailedError); the other items are not affected.
 //!
 //! # Progress bar and logs
@@ -66,10 +66,12 @@ mod process;
 #[cfg(feature = "process")]
 mod process_map;
 mod progress;
+mod slots;
 
 pub use builder::OpmapBuilder;
 pub use config::{
-    Mode, OpmapConfig, DEFAULT_IN_FLIGHT_PER_WORKER, DEFAULT_NAMESPACE, DEFAULT_WORKERS,
+    Mode, OpmapConfig, RateLimitScope, DEFAULT_IN_FLIGHT_PER_WORKER, DEFAULT_NAMESPACE,
+    DEFAULT_WORKERS,
 };
 pub use executor::{AnyAsyncExecutor, AnyExecutor, RayonExecutor, ThreadExecutor, TokioExecutor};
 pub use opmap::{ItemResult, Opmap, OpmapAsync, OpmapIter};

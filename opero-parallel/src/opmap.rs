@@ -35,6 +35,8 @@ pub(crate) struct Inner<C, K, P, F, V, X> {
     pub(crate) mode: Mode,
     /// No cache and no rate limiter: a first attempt can run outside the pipeline.
     pub(crate) bare: bool,
+    /// Async modes with a limiter per worker: the worker slot each item in flight runs in.
+    pub(crate) slots: Option<Arc<crate::slots::Slots>>,
 }
 
 /// The panic's message when its payload is text, as `panic!` and `unwrap` make it.
@@ -649,7 +651,20 @@ where
         let inner = Arc::clone(&self.inner);
         futures_util::stream::iter(items.into_iter().enumerate()).map(move |(index, item)| {
             let unit_inner = Arc::clone(&inner);
-            let unit = async move { unit_inner.run_item_async(item).await };
+            // Taken here, when the item starts, and given back when its unit ends.
+            let ticket = inner.slots.as_ref().map(crate::slots::Slots::take);
+            let unit = async move {
+                match ticket {
+                    Some(ticket) => {
+                        let slot = ticket.slot();
+                        let run = unit_inner.run_item_async(item);
+                        let result = crate::slots::in_slot(slot, run).await;
+                        drop(ticket);
+                        result
+                    }
+                    None => unit_inner.run_item_async(item).await,
+                }
+            };
             let spawned = inner.executor.spawn(unit);
             let progress = progress.clone();
             async move {

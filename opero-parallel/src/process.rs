@@ -19,7 +19,7 @@ use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex, Once};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use opero_core::{AttemptError, ErrorKind, OperoError};
@@ -422,12 +422,17 @@ struct Channel<A, R> {
     requests: IpcSender<A>,
     replies: IpcReceiver<R>,
     /// The worker's status file, removed with the channel.
-    status: Option<std::path::PathBuf>,
+    status: StatusFile,
 }
 
-impl<A, R> Drop for Channel<A, R> {
+/// Removes a worker's status file when its channel goes. A guard of its own rather than a `Drop`
+/// on [`Channel`], so that shutting down can take a channel apart (close its requests first,
+/// then wait for its call).
+struct StatusFile(Option<std::path::PathBuf>);
+
+impl Drop for StatusFile {
     fn drop(&mut self) {
-        if let Some(path) = &self.status {
+        if let Some(path) = &self.0 {
             let _ = std::fs::remove_file(path);
         }
     }
@@ -441,14 +446,35 @@ struct Channels<A, R> {
     open: usize,
 }
 
+/// How often a caller waiting for a reply checks whether the opmap is being dropped.
+const CLOSING_POLL: Duration = Duration::from_millis(50);
+
+/// How long shutting down waits, at most, for each of its steps: the idle workers to end their
+/// loops, the batch threads to stop, procspawn's monitors to finish restarting a worker. A step
+/// that overruns is logged and the next one runs anyway: dropping an opmap never hangs.
+const SHUTDOWN_STEP: Duration = Duration::from_secs(1);
+
+/// Why a caller got no reply.
+enum NoReply {
+    /// The worker's end of the channel closed: it died.
+    Closed,
+    /// The attempt outlived the map's timeout.
+    TimedOut(Duration),
+    /// The opmap is being dropped.
+    Closing,
+}
+
 /// The pool of worker processes of one opmap, killed with it. Each caller takes a free
 /// [`Channel`] (one per busy worker), so that an attempt is one message each way.
 pub(crate) struct Workers<A, R> {
     pool: procspawn::Pool,
     serve: fn(Ends<A, R>),
     channels: Mutex<Channels<A, R>>,
-    /// Signalled when a channel goes back to idle or is closed.
+    /// Signalled when a channel goes back to idle or is closed, and when shutdown starts.
     freed: Condvar,
+    /// Set when the opmap is dropped: no channel opens any more, and callers still waiting for
+    /// a reply give up (only the batch threads of `async_process` can still be calling then).
+    closing: AtomicBool,
     workers: usize,
     timeout: Option<Duration>,
     /// Where the workers record how they end; removed when the pool is dropped.
@@ -524,6 +550,7 @@ where
                 open: 0,
             }),
             freed: Condvar::new(),
+            closing: AtomicBool::new(false),
             workers,
             timeout,
             status: StatusDir::create(),
@@ -539,6 +566,11 @@ where
     fn channel(&self) -> Result<Channel<A, R>, Fault> {
         let mut channels = lock(&self.channels);
         loop {
+            if self.closing.load(Ordering::SeqCst) {
+                return Err(Fault::Crashed(
+                    "the opmap was dropped before a worker took the attempt".to_owned(),
+                ));
+            }
             if let Some(channel) = channels.idle.pop() {
                 return Ok(channel);
             }
@@ -591,7 +623,7 @@ where
             call,
             requests,
             replies,
-            status,
+            status: StatusFile(status),
         })
     }
 
@@ -604,32 +636,55 @@ where
             self.closed();
             return Err(fault);
         }
-        let reply = match self.timeout {
-            None => channel.replies.recv().map_err(|_| None),
-            Some(timeout) => channel
-                .replies
-                .try_recv_timeout(timeout)
-                .map_err(|e| match e {
-                    TryRecvError::Empty => Some(timeout),
-                    TryRecvError::IpcError(_) => None,
-                }),
-        };
-        let fault = match reply {
+        let fault = match self.receive(&channel) {
             Ok(reply) => {
                 self.give_back(channel);
                 return Ok(reply);
             }
-            Err(Some(timeout)) => {
+            Err(NoReply::TimedOut(timeout)) => {
                 // Killing the hung worker makes procspawn start a fresh one in its place.
                 let _ = channel.call.kill();
                 tracing::warn!(target: "opero", ?timeout, "opmap worker timed out; killed");
                 Fault::TimedOut(timeout)
             }
-            Err(None) => crashed(&mut channel),
+            Err(NoReply::Closing) => {
+                let _ = channel.call.kill();
+                Fault::Crashed("the opmap was dropped while the worker was busy".to_owned())
+            }
+            Err(NoReply::Closed) => crashed(&mut channel),
         };
         drop(channel);
         self.closed();
         Err(fault)
+    }
+
+    /// Waits for the reply on `channel`, in slices of [`CLOSING_POLL`] so that a caller still
+    /// waiting when the opmap is dropped (a batch thread) lets go of its worker promptly.
+    fn receive(&self, channel: &Channel<A, R>) -> Result<R, NoReply> {
+        let deadline = self
+            .timeout
+            .and_then(|timeout| Instant::now().checked_add(timeout));
+        loop {
+            let slice = match deadline {
+                Some(deadline) => deadline
+                    .saturating_duration_since(Instant::now())
+                    .min(CLOSING_POLL),
+                None => CLOSING_POLL,
+            };
+            match channel.replies.try_recv_timeout(slice) {
+                Ok(reply) => return Ok(reply),
+                Err(TryRecvError::IpcError(_)) => return Err(NoReply::Closed),
+                Err(TryRecvError::Empty) => {}
+            }
+            if self.closing.load(Ordering::SeqCst) {
+                return Err(NoReply::Closing);
+            }
+            if let (Some(deadline), Some(timeout)) = (deadline, self.timeout) {
+                if Instant::now() >= deadline {
+                    return Err(NoReply::TimedOut(timeout));
+                }
+            }
+        }
     }
 }
 
@@ -644,7 +699,7 @@ fn crashed<A, R>(channel: &mut Channel<A, R>) -> Fault {
     };
     let _ = channel.call.kill();
     // The worker wrote its status before it died, and the channel closed only once it had.
-    let why = told.unwrap_or_else(|| last_words::read(channel.status.as_deref(), pid));
+    let why = told.unwrap_or_else(|| last_words::read(channel.status.0.as_deref(), pid));
     tracing::warn!(target: "opero", error = %why, "opmap worker crashed; replaced");
     Fault::Crashed(why)
 }
@@ -666,12 +721,89 @@ fn describe(e: &procspawn::SpawnError) -> Option<String> {
     }
 }
 
+impl<A, R> Workers<A, R> {
+    /// Step 1 of shutting down (see [`shut_down`](Self::shut_down)): no channel opens any more,
+    /// and callers waiting for a channel or a reply give up.
+    fn close(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+        // Taken so that a caller between its check of `closing` and its wait cannot miss this.
+        drop(lock(&self.channels));
+        self.freed.notify_all();
+    }
+
+    /// Stops every worker and reaps it before returning, without ever waiting on a lock that a
+    /// procspawn monitor thread may hold for good.
+    ///
+    /// Why the order matters (the hang this replaces): procspawn runs a monitor thread per
+    /// worker. When the process serving a pooled call dies, its monitor locks that worker's
+    /// `join_handle` mutex, reaps the process and, *still holding the lock*, reports the error
+    /// to the call's `JoinHandle` through a rendezvous channel (`sync_channel(0)`): the send
+    /// waits until someone joins that handle or drops it. `Pool::kill` locks every worker's
+    /// `join_handle` in turn. Our idle channels keep their call's `JoinHandle` and nobody joins
+    /// it, so when a worker was SIGKILLed while its channel was idle, its monitor sat in that
+    /// send for good, and calling `Pool::kill` before dropping the idle channels waited on the
+    /// monitor's lock for good: the drop hung, and the workers after it in the pool were never
+    /// killed.
+    ///
+    /// So no call of ours is left unjoined and undropped when `Pool::kill` runs, and no monitor
+    /// is still working on one either:
+    /// 1. `closing` stops new channels and makes callers still waiting for a reply (batch
+    ///    threads) kill their worker and drop their channel.
+    /// 2. Each idle channel's requests are closed, which ends its worker's loop (the worker
+    ///    goes back to procspawn's pool, alive and idle), and its call is joined: that takes
+    ///    the monitor's report, whether the loop ended or the worker had died. Killing an idle
+    ///    worker instead would make procspawn start a fresh process in its place first.
+    /// 3. Waits for procspawn to have no call active or queued: a monitor that is restarting a
+    ///    worker (after a crash, or one killed from outside) stores the new process only when
+    ///    it has started; `Pool::kill` running before that would miss it.
+    /// 4. `Pool::kill` then finds every monitor idle, no lock held, and kills and reaps each
+    ///    process.
+    ///
+    /// Steps 2 and 3 are bounded by [`SHUTDOWN_STEP`]. A monitor can block for good only in
+    /// procspawn's own restart, when a fresh process dies before it connects; it holds no lock
+    /// that `Pool::kill` needs, so the drop still returns (that process stays a zombie of the
+    /// stuck thread).
+    fn shut_down(&mut self) {
+        self.close();
+        let idle = std::mem::take(&mut lock(&self.channels).idle);
+        let mut calls = Vec::with_capacity(idle.len());
+        for channel in idle {
+            let Channel {
+                call,
+                requests,
+                replies,
+                status,
+            } = channel;
+            drop(requests);
+            calls.push((call, replies, status));
+        }
+        let deadline = Instant::now() + SHUTDOWN_STEP;
+        for (mut call, _replies, _status) in calls {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if let Err(e) = call.join_timeout(left.max(Duration::from_millis(1))) {
+                if e.is_timeout() {
+                    tracing::debug!(target: "opero", "an idle opmap worker did not end its loop in time; killed");
+                }
+            }
+            // Dropping an unjoined call kills its worker; a joined one is left alone.
+        }
+        let deadline = Instant::now() + SHUTDOWN_STEP;
+        while self.pool.active_count() + self.pool.queued_count() > 0 {
+            if Instant::now() >= deadline {
+                tracing::warn!(target: "opero", active = self.pool.active_count(),
+                    "procspawn is still restarting an opmap worker; killing the pool anyway");
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        self.pool.kill();
+    }
+}
+
 impl<A, R> Drop for Workers<A, R> {
     fn drop(&mut self) {
-        // Kills and reaps every worker, also the busy ones, so that none outlives the opmap;
-        // the status files go with their channels, and the directory when `status` drops.
-        self.pool.kill();
-        lock(&self.channels).idle.clear();
+        // The status files went with their channels; the directory goes when `status` drops.
+        self.shut_down();
         tracing::debug!(target: "opero", workers = self.workers, "opmap worker processes stopped");
     }
 }
@@ -692,6 +824,8 @@ pub(crate) struct Batches {
     queue: Mutex<Option<mpsc::Sender<Job>>>,
     workers: Arc<BatchWorkers>,
     per_worker: usize,
+    /// Disconnects when the last batch thread has ended (each holds a sender).
+    stopped: Mutex<mpsc::Receiver<()>>,
 }
 
 impl Batches {
@@ -699,12 +833,20 @@ impl Batches {
         let workers = Arc::new(workers);
         let (sender, receiver) = mpsc::channel::<Job>();
         let receiver = Arc::new(Mutex::new(receiver));
+        let (running, stopped) = mpsc::channel::<()>();
         for n in 0..workers.workers() {
             let receiver = Arc::clone(&receiver);
             let pool = Arc::clone(&workers);
+            let running = running.clone();
             std::thread::Builder::new()
                 .name(format!("opero-process-batch-{n}"))
-                .spawn(move || dispatch(&receiver, &pool, per_worker))
+                .spawn(move || {
+                    dispatch(&receiver, &pool, per_worker);
+                    // Let go of the workers before saying so: the drop that waits for this
+                    // must hold the last reference, to stop them before it returns.
+                    drop(pool);
+                    drop(running);
+                })
                 .map_err(|e| {
                     OperoError::new(ErrorKind::Executor, "cannot start a batch thread")
                         .with_source(e)
@@ -714,6 +856,7 @@ impl Batches {
             queue: Mutex::new(Some(sender)),
             workers,
             per_worker,
+            stopped: Mutex::new(stopped),
         })
     }
 
@@ -747,10 +890,21 @@ impl Batches {
 
 impl Drop for Batches {
     fn drop(&mut self) {
-        // Closing the queue ends the dispatchers once their batch is done; killing the pool ends
-        // those batches at once (their attempts, whose callers are gone, get a fault nobody reads).
+        // Closing the queue ends the batch threads once their batch is done, and closing the
+        // workers ends those batches at once (their attempts, whose callers are gone, get a
+        // fault nobody reads). The pool itself is stopped by the last holder of `workers`:
+        // normally this drop, once the batch threads have let go of their channels, since
+        // stopping it while a batch thread still holds one is what it must not do (see
+        // `Workers::shut_down`). A batch thread that overruns the wait stops it when it ends.
         lock(&self.queue).take();
-        self.workers.pool.kill();
+        self.workers.close();
+        let stopped = self
+            .stopped
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Ok(()) | Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(SHUTDOWN_STEP) {
+            tracing::warn!(target: "opero", "an opmap batch thread did not stop in time; its workers stop when it does");
+        }
     }
 }
 

@@ -218,6 +218,8 @@ pub(crate) struct AsyncProcessInner<C, K, P, I, T, E> {
     pub(crate) opero: Opero<C, K, P>,
     pub(crate) function: FunctionId<'static>,
     pub(crate) batches: Batches,
+    /// With a limiter per worker: the worker slot each item in flight belongs to.
+    pub(crate) slots: Option<Arc<crate::slots::Slots>>,
     pub(crate) ordered: bool,
     pub(crate) progress: bool,
     pub(crate) types: PhantomData<fn(I) -> (T, E)>,
@@ -362,7 +364,12 @@ where
         let progress = progress.as_ref();
         futures_util::stream::iter(items.enumerate())
             .map(|(index, item)| async move {
-                let result = inner.run_item(item).await;
+                let result = match inner.slots.as_ref().map(crate::slots::Slots::take) {
+                    Some(ticket) => {
+                        crate::slots::in_slot(ticket.slot(), inner.run_item(item)).await
+                    }
+                    None => inner.run_item(item).await,
+                };
                 done(progress, result.is_ok());
                 (index, result)
             })

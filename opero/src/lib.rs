@@ -84,7 +84,9 @@ pub use opero_parallel::{
     enable_process_test_support, init_workers, OpmapProcess, OpmapProcessAsync,
 };
 #[cfg(feature = "parallel")]
-pub use opero_parallel::{Mode, Opmap, OpmapAsync, OpmapBuilder, OpmapConfig, OpmapIter};
+pub use opero_parallel::{
+    Mode, Opmap, OpmapAsync, OpmapBuilder, OpmapConfig, OpmapIter, RateLimitScope,
+};
 
 /// Starts an opmap builder whose cache backend is chosen by name (`cache_backend_name`), the Rust
 /// counterpart of the `@opmap` decorator: end the chain with `.wrap(f)` for a blocking function

@@ -369,4 +369,26 @@ impl<E: fmt::Display> fmt::Display for AllFailedError<E> {
     }
 }
 
-impl<E: fmt::Debug + fmt::Display> std::error::Error for AllFailedError<E> {}
+/// A standard error when the user's error is one, so that `?` carries it into `anyhow`,
+/// `eyre` or `Box<dyn Error>`; its [`source`](std::error::Error::source) is the last attempt's
+/// error, so a report walks on into the user's own chain.
+///
+/// An error type that is not a `std::error::Error` (a `String`, a `&str`) keeps its `Display`
+/// summary: `err.to_string()` carries it anywhere.
+///
+/// # Examples
+///
+/// ```
+/// use opero_core::{NoCache, Opero};
+/// use std::error::Error;
+///
+/// let opero = Opero::<NoCache>::builder().retries(0).build().unwrap();
+/// let err = opero.run(|| Err::<(), _>(std::io::Error::other("disk on fire"))).unwrap_err();
+/// assert_eq!(err.source().unwrap().to_string(), "disk on fire");
+/// ```
+impl<E: std::error::Error + 'static> std::error::Error for AllFailedError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.last_error()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}

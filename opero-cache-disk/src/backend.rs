@@ -123,8 +123,13 @@ impl DiskCache {
         cacache::clear_sync(self.dir()).map_err(|e| backend("clear_all", self.dir(), e))
     }
 
-    fn decode<V: CacheValue>(&self, name: &str, bytes: &[u8]) -> Result<Option<V>, OperoError> {
-        match self.inner.codec.decode::<V>(bytes) {
+    /// What a decoded entry means for a lookup, removing it when it is expired or corrupt.
+    fn settle<V: CacheValue>(
+        &self,
+        name: &str,
+        decoded: Result<Decoded<V>, OperoError>,
+    ) -> Result<Option<V>, OperoError> {
+        match decoded {
             Ok(Decoded::Value(v)) => Ok(Some(v)),
             Ok(Decoded::Foreign) => Ok(None),
             Ok(Decoded::Expired) => {
@@ -197,7 +202,7 @@ impl CacheBackend for DiskCache {
                 None => return Ok(None),
             },
         };
-        self.decode(&name, &bytes)
+        self.settle(&name, self.inner.codec.decode::<V>(key, &bytes))
     }
 
     fn set<V: CacheValue>(
@@ -206,7 +211,7 @@ impl CacheBackend for DiskCache {
         value: &V,
         ttl: Option<Duration>,
     ) -> Result<(), OperoError> {
-        let bytes = self.inner.codec.encode_with_ttl(value, ttl)?;
+        let bytes = self.inner.codec.encode_with_ttl(key, value, ttl)?;
         let write = || -> Result<(), cacache::Error> {
             let mut writer =
                 Self::opts(key.namespace, bytes.len()).open_sync(self.dir(), key.to_string())?;
@@ -252,12 +257,12 @@ impl CacheBackend for DiskCache {
                 }
             }
         };
-        match self.inner.codec.decode::<V>(&bytes) {
+        match self.inner.codec.decode::<V>(key, &bytes) {
             Ok(Decoded::Value(v)) => Ok(Some(v)),
             Ok(Decoded::Foreign) => Ok(None),
-            _ => {
+            decoded => {
                 let this = self.clone();
-                spawn_blocking(move || this.decode::<V>(&name, &bytes)).await
+                spawn_blocking(move || this.settle::<V>(&name, decoded)).await
             }
         }
     }
@@ -268,7 +273,7 @@ impl CacheBackend for DiskCache {
         value: &V,
         ttl: Option<Duration>,
     ) -> Result<(), OperoError> {
-        let bytes = self.inner.codec.encode_with_ttl(value, ttl)?;
+        let bytes = self.inner.codec.encode_with_ttl(key, value, ttl)?;
         let opts = Self::opts(key.namespace, bytes.len());
         let name = key.to_string();
         let write = async {

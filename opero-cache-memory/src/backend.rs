@@ -143,7 +143,8 @@ impl CacheBackend for MemoryCache {
             Arc::new(Entry {
                 namespace: Arc::from(key.namespace),
                 value: Box::new(value.clone()),
-                expires_at: ttl.map(|ttl| self.clock.now() + ttl),
+                // A TTL past the clock's end means never expiring.
+                expires_at: ttl.and_then(|ttl| self.clock.now().checked_add(ttl)),
             }),
         );
         Ok(())

@@ -95,6 +95,21 @@ impl RedisOptions {
                 return Err(OperoError::invalid_config(name, "0s", "must be positive"));
             }
         }
+        // Longer waits mean nothing for a cache lookup, and the client adds them to its clock.
+        for (name, value) in [
+            ("connect_timeout", self.connect_timeout),
+            ("response_timeout", self.response_timeout),
+            ("down_min_wait", self.down_min_wait),
+            ("down_max_wait", self.down_max_wait),
+        ] {
+            if value > MAX_WAIT {
+                return Err(OperoError::invalid_config(
+                    name,
+                    format!("{value:?}"),
+                    "must be at most 1 day",
+                ));
+            }
+        }
         if self.down_min_wait > self.down_max_wait {
             return Err(OperoError::invalid_config(
                 "down_min_wait",
@@ -105,6 +120,12 @@ impl RedisOptions {
         Ok(())
     }
 }
+
+/// The longest timeout or back-off wait the Redis options accept.
+const MAX_WAIT: Duration = Duration::from_secs(24 * 3600);
+
+/// The longest TTL given to Redis as such (2^62 ms, about 146 million years).
+const MAX_REDIS_TTL_MS: u128 = 1 << 62;
 
 /// A cache in Redis: keys `namespace:function:hash`, values through a [`Codec`], the TTL set in
 /// the same `SET ... PX` as the value.
@@ -279,7 +300,7 @@ impl RedisCache {
         let mut m = self.manager()?;
         let o = &self.inner.options;
         // The manager bounds each stage itself; this outer bound covers a reconnection in progress.
-        let bound = o.connect_timeout + o.response_timeout;
+        let bound = o.connect_timeout.saturating_add(o.response_timeout);
         match tokio::time::timeout(bound, cmd.query_async::<T>(&mut m)).await {
             Ok(Ok(v)) => {
                 self.inner.breaker.success();
@@ -298,9 +319,13 @@ impl RedisCache {
 
     // ===== commands =====
 
-    fn decode<V: CacheValue>(&self, bytes: Option<Vec<u8>>) -> Result<Option<V>, OperoError> {
+    fn decode<V: CacheValue>(
+        &self,
+        key: &CacheKey<'_>,
+        bytes: Option<Vec<u8>>,
+    ) -> Result<Option<V>, OperoError> {
         let Some(bytes) = bytes else { return Ok(None) };
-        match self.inner.options.codec.decode::<V>(&bytes)? {
+        match self.inner.options.codec.decode::<V>(key, &bytes)? {
             Decoded::Value(v) => Ok(Some(v)),
             Decoded::Expired | Decoded::Foreign => Ok(None),
         }
@@ -314,12 +339,16 @@ impl RedisCache {
     ) -> Result<redis::Cmd, OperoError> {
         check_namespace(key.namespace)?;
         // Redis owns the expiry; the header's stays empty so clocks of other clients don't matter.
-        let bytes = self.inner.options.codec.encode(value, None)?;
+        let bytes = self.inner.options.codec.encode(key, value, None)?;
         let mut cmd = redis::cmd("SET");
         cmd.arg(key.to_string()).arg(bytes);
-        if let Some(ttl) = ttl {
-            cmd.arg("PX")
-                .arg(ttl.as_millis().clamp(1, u128::from(u64::MAX)) as u64);
+        // Redis refuses an expiry past its clock's range (about 2^63 ms from now); a TTL that long
+        // means never expiring, so it sets none.
+        if let Some(ms) = ttl
+            .map(|t| t.as_millis().max(1))
+            .filter(|ms| *ms <= MAX_REDIS_TTL_MS)
+        {
+            cmd.arg("PX").arg(ms as u64);
         }
         Ok(cmd)
     }
@@ -389,7 +418,7 @@ fn is_link_failure(e: &RedisError) -> bool {
 impl CacheBackend for RedisCache {
     fn get<V: CacheValue>(&self, key: &CacheKey<'_>) -> Result<Option<V>, OperoError> {
         let bytes = self.with_conn("GET", |c| Self::get_cmd(key).query::<Option<Vec<u8>>>(c))?;
-        self.decode(bytes)
+        self.decode(key, bytes)
     }
 
     fn set<V: CacheValue>(
@@ -427,7 +456,7 @@ impl CacheBackend for RedisCache {
         let bytes = self
             .with_manager::<Option<Vec<u8>>>("GET", Self::get_cmd(key))
             .await?;
-        self.decode(bytes)
+        self.decode(key, bytes)
     }
 
     async fn set_async<V: CacheValue>(
@@ -535,8 +564,9 @@ impl Breaker {
             .min
             .saturating_mul(1u32 << (n - 1).min(16))
             .min(self.max);
+        let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
         self.open_until_ms.store(
-            self.now_ms() + wait.as_millis() as u64 + 1,
+            self.now_ms().saturating_add(wait_ms).saturating_add(1),
             Ordering::Relaxed,
         );
         tracing::warn!(

@@ -6,15 +6,20 @@
 //! | bytes | field |
 //! |---|---|
 //! | 0..4 | magic `OPRO` |
-//! | 4 | layout version (1) |
+//! | 4 | layout version (2) |
 //! | 5 | codec: 0 postcard, 1 JSON |
 //! | 6..14 | XXH3-64 of the value's type name, little endian |
 //! | 14..22 | expiry in milliseconds since the Unix epoch, little endian (0: never) |
-//! | 22.. | the value, in the codec named at byte 5 |
+//! | 22..30 | the key the entry was written for: its 128-bit hash folded to 64 bits |
+//! | 30..38 | XXH3-64 of the payload |
+//! | 38.. | the value, in the codec named at byte 5 |
 //!
-//! An entry of another type or another layout decodes as [`Decoded::Foreign`]: a miss, never a
-//! wrong value. Bytes that claim to be ours but do not decode are an [`ErrorKind::Codec`] error,
-//! which backends treat as a corrupt entry.
+//! An entry of another type, another layout or **another key** (copied or renamed in the store)
+//! decodes as [`Decoded::Foreign`]: a miss, never a wrong value. Bytes that claim to be ours but
+//! do not check out (a payload whose checksum differs, a value that does not decode, a value
+//! nested deeper than [`MAX_DECODE_DEPTH`] levels) are an [`ErrorKind::Codec`] error, which
+//! backends treat as a corrupt entry: a miss, counted and logged. Decoding never recurses without
+//! bound, so no stored entry can overflow the stack.
 
 use std::fmt;
 use std::str::FromStr;
@@ -24,13 +29,16 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
+use crate::depth::deserialize_limited;
+pub use crate::depth::MAX_DECODE_DEPTH;
 use crate::error::{ErrorKind, OperoError};
+use crate::key::CacheKey;
 
 const MAGIC: &[u8; 4] = b"OPRO";
-const LAYOUT_VERSION: u8 = 1;
+const LAYOUT_VERSION: u8 = 2;
 
 /// Length of the header in front of every encoded entry.
-pub const HEADER_LEN: usize = 22;
+pub const HEADER_LEN: usize = 38;
 
 /// The serialization format of stored entries.
 ///
@@ -42,13 +50,17 @@ pub const HEADER_LEN: usize = 22;
 /// # Examples
 ///
 /// ```
-/// use opero_core::{Codec, Decoded};
+/// use opero_core::{CacheKey, Codec, Decoded, FunctionLabel};
 ///
-/// let bytes = Codec::Json.encode(&vec!["a".to_string(), "b".to_string()], None).unwrap();
+/// let key = CacheKey { namespace: "ns", function: FunctionLabel::Named("f"), hash: 1 };
+/// let bytes = Codec::Json.encode(&key, &vec!["a".to_string(), "b".to_string()], None).unwrap();
 /// assert_eq!(&bytes[opero_core::HEADER_LEN..], br#"["a","b"]"#);
-/// assert_eq!(Codec::Json.decode::<Vec<String>>(&bytes).unwrap(), Decoded::Value(vec!["a".into(), "b".into()]));
+/// assert_eq!(Codec::Json.decode::<Vec<String>>(&key, &bytes).unwrap(), Decoded::Value(vec!["a".into(), "b".into()]));
 /// // Another type is a miss, not a wrong value:
-/// assert_eq!(Codec::Json.decode::<Vec<u8>>(&bytes).unwrap(), Decoded::Foreign);
+/// assert_eq!(Codec::Json.decode::<Vec<u8>>(&key, &bytes).unwrap(), Decoded::Foreign);
+/// // So is the entry read under another key (copied or renamed in the store):
+/// let other = CacheKey { hash: 2, ..key };
+/// assert_eq!(Codec::Json.decode::<Vec<String>>(&other, &bytes).unwrap(), Decoded::Foreign);
 /// let name: Codec = "postcard".parse().unwrap();
 /// assert_eq!(name, Codec::Postcard);
 /// ```
@@ -97,9 +109,10 @@ impl Codec {
         xxh3_64(std::any::type_name::<V>().as_bytes())
     }
 
-    /// Header and value, to expire at `expires_at` (never, when `None`).
+    /// Header and value of the entry for `key`, to expire at `expires_at` (never, when `None`).
     pub fn encode<V: Serialize + ?Sized>(
         self,
+        key: &CacheKey<'_>,
         value: &V,
         expires_at: Option<SystemTime>,
     ) -> Result<Vec<u8>, OperoError> {
@@ -109,6 +122,9 @@ impl Codec {
         out.push(self.id());
         out.extend_from_slice(&Self::type_fingerprint::<V>().to_le_bytes());
         out.extend_from_slice(&expires_at.map_or(0, unix_millis).to_le_bytes());
+        out.extend_from_slice(&key_fingerprint(key).to_le_bytes());
+        // The checksum is written once the payload is there.
+        out.extend_from_slice(&[0; 8]);
         match self {
             Codec::Postcard => postcard::to_io(value, &mut out)
                 .map(|_| ())
@@ -117,52 +133,88 @@ impl Codec {
                 serde_json::to_writer(&mut out, value).map_err(|e| codec_error("encode", self, e))
             }
         }?;
+        let checksum = xxh3_64(&out[HEADER_LEN..]);
+        out[30..38].copy_from_slice(&checksum.to_le_bytes());
         Ok(out)
     }
 
-    /// Encodes with a TTL counted from now.
+    /// Encodes the entry for `key` with a TTL counted from now. A TTL too large to add to the
+    /// clock means never expiring.
     pub fn encode_with_ttl<V: Serialize + ?Sized>(
         self,
+        key: &CacheKey<'_>,
         value: &V,
         ttl: Option<Duration>,
     ) -> Result<Vec<u8>, OperoError> {
-        self.encode(value, ttl.map(|t| SystemTime::now() + t))
+        self.encode(
+            key,
+            value,
+            ttl.and_then(|t| SystemTime::now().checked_add(t)),
+        )
     }
 
-    /// The value in `bytes`. The codec named in the entry's header is used, whichever `self` is,
-    /// so a cache whose codec setting changed still reads its older entries.
-    pub fn decode<V: DeserializeOwned>(self, bytes: &[u8]) -> Result<Decoded<V>, OperoError> {
+    /// The value in `bytes`, read as the entry for `key`. The codec named in the entry's header is
+    /// used, whichever `self` is, so a cache whose codec setting changed still reads its older
+    /// entries.
+    pub fn decode<V: DeserializeOwned>(
+        self,
+        key: &CacheKey<'_>,
+        bytes: &[u8],
+    ) -> Result<Decoded<V>, OperoError> {
         let Some(header) = Header::parse(bytes) else {
             return Ok(Decoded::Foreign);
         };
-        if header.fingerprint != Self::type_fingerprint::<V>() {
+        if header.fingerprint != Self::type_fingerprint::<V>()
+            || header.key_fingerprint != key_fingerprint(key)
+        {
             return Ok(Decoded::Foreign);
         }
         if header.is_expired(SystemTime::now()) {
             return Ok(Decoded::Expired);
         }
         let payload = &bytes[HEADER_LEN..];
+        if xxh3_64(payload) != header.checksum {
+            return Err(OperoError::new(
+                ErrorKind::Codec,
+                "a cache entry's payload does not match its checksum",
+            ));
+        }
         let value = match header.codec {
-            Codec::Postcard => match postcard_exact(payload) {
-                Ok(v) => v,
-                Err(e) => return Err(codec_error("decode", header.codec, e)),
-            },
-            Codec::Json => serde_json::from_slice(payload)
-                .map_err(|e| codec_error("decode", header.codec, e))?,
+            Codec::Postcard => {
+                postcard_exact(payload).map_err(|e| codec_error("decode", header.codec, e))?
+            }
+            Codec::Json => {
+                json_exact(payload).map_err(|e| codec_error("decode", header.codec, e))?
+            }
         };
         Ok(Decoded::Value(value))
     }
 }
 
-/// postcard's `from_bytes` accepts trailing bytes; a truncated or padded entry must not decode, so
-/// the whole payload has to be consumed.
+/// The key an entry belongs to, as stored in its header: the key's hash (which covers namespace,
+/// function and arguments) folded to 64 bits.
+fn key_fingerprint(key: &CacheKey<'_>) -> u64 {
+    (key.hash as u64) ^ ((key.hash >> 64) as u64)
+}
+
+/// The whole payload as one value, nested at most [`MAX_DECODE_DEPTH`] levels; a truncated or
+/// padded entry must not decode, so every byte has to be consumed.
 fn postcard_exact<V: DeserializeOwned>(payload: &[u8]) -> postcard::Result<V> {
-    let (value, rest) = postcard::take_from_bytes(payload)?;
-    if rest.is_empty() {
+    let mut d = postcard::Deserializer::from_bytes(payload);
+    let value = deserialize_limited(&mut d, MAX_DECODE_DEPTH)?;
+    if d.finalize()?.is_empty() {
         Ok(value)
     } else {
         Err(postcard::Error::DeserializeBadEncoding)
     }
+}
+
+/// The JSON twin of [`postcard_exact`] (serde_json's own recursion limit applies as well).
+fn json_exact<V: DeserializeOwned>(payload: &[u8]) -> serde_json::Result<V> {
+    let mut d = serde_json::Deserializer::from_slice(payload);
+    let value = deserialize_limited(&mut d, MAX_DECODE_DEPTH)?;
+    d.end()?;
+    Ok(value)
 }
 
 impl fmt::Display for Codec {
@@ -199,6 +251,10 @@ pub struct Header {
     pub fingerprint: u64,
     /// Expiry in milliseconds since the Unix epoch; 0 for never.
     pub expires_at_ms: u64,
+    /// The key the entry was written for, folded to 64 bits.
+    pub key_fingerprint: u64,
+    /// XXH3-64 of the payload.
+    pub checksum: u64,
 }
 
 impl Header {
@@ -213,6 +269,8 @@ impl Header {
             codec,
             fingerprint: word(6),
             expires_at_ms: word(14),
+            key_fingerprint: word(22),
+            checksum: word(30),
         })
     }
 
@@ -245,6 +303,13 @@ fn codec_error(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::key::FunctionLabel;
+
+    const KEY: CacheKey<'static> = CacheKey {
+        namespace: "ns",
+        function: FunctionLabel::Named("f"),
+        hash: 0x1234_5678_9abc_def0_0fed_cba9_8765_4321,
+    };
 
     #[derive(Debug, PartialEq, Serialize, Deserialize)]
     struct Point {
@@ -256,43 +321,51 @@ mod tests {
     fn round_trips_in_both_codecs() {
         for codec in [Codec::Postcard, Codec::Json] {
             let p = Point { x: 1, y: -2 };
-            let bytes = codec.encode(&p, None).unwrap();
-            assert_eq!(codec.decode::<Point>(&bytes).unwrap(), Decoded::Value(p));
+            let bytes = codec.encode(&KEY, &p, None).unwrap();
+            assert_eq!(
+                codec.decode::<Point>(&KEY, &bytes).unwrap(),
+                Decoded::Value(p)
+            );
         }
     }
 
     #[test]
     fn another_type_or_layout_is_foreign() {
-        let bytes = Codec::Postcard.encode(&7u64, None).unwrap();
+        let bytes = Codec::Postcard.encode(&KEY, &7u64, None).unwrap();
         assert_eq!(
-            Codec::Postcard.decode::<i64>(&bytes).unwrap(),
+            Codec::Postcard.decode::<i64>(&KEY, &bytes).unwrap(),
             Decoded::Foreign
         );
         let mut old = bytes.clone();
         old[4] = 0;
         assert_eq!(
-            Codec::Postcard.decode::<u64>(&old).unwrap(),
+            Codec::Postcard.decode::<u64>(&KEY, &old).unwrap(),
             Decoded::Foreign
         );
         assert_eq!(
-            Codec::Postcard.decode::<u64>(b"7").unwrap(),
+            Codec::Postcard.decode::<u64>(&KEY, b"7").unwrap(),
             Decoded::Foreign
         );
     }
 
     #[test]
     fn truncated_or_padded_payload_is_a_codec_error() {
-        let bytes = Codec::Postcard.encode(&"hello".to_string(), None).unwrap();
+        let bytes = Codec::Postcard
+            .encode(&KEY, &"hello".to_string(), None)
+            .unwrap();
         let cut = &bytes[..bytes.len() - 1];
         assert_eq!(
-            Codec::Postcard.decode::<String>(cut).unwrap_err().kind(),
+            Codec::Postcard
+                .decode::<String>(&KEY, cut)
+                .unwrap_err()
+                .kind(),
             ErrorKind::Codec
         );
         let mut padded = bytes.clone();
         padded.push(0);
         assert_eq!(
             Codec::Postcard
-                .decode::<String>(&padded)
+                .decode::<String>(&KEY, &padded)
                 .unwrap_err()
                 .kind(),
             ErrorKind::Codec
@@ -302,16 +375,59 @@ mod tests {
     #[test]
     fn expiry_is_kept_in_the_header() {
         let past = SystemTime::now() - Duration::from_secs(1);
-        let bytes = Codec::Postcard.encode(&1u8, Some(past)).unwrap();
+        let bytes = Codec::Postcard.encode(&KEY, &1u8, Some(past)).unwrap();
         assert_eq!(
-            Codec::Postcard.decode::<u8>(&bytes).unwrap(),
+            Codec::Postcard.decode::<u8>(&KEY, &bytes).unwrap(),
             Decoded::Expired
         );
         let bytes = Codec::Postcard
-            .encode_with_ttl(&1u8, Some(Duration::from_secs(60)))
+            .encode_with_ttl(&KEY, &1u8, Some(Duration::from_secs(60)))
             .unwrap();
         assert_eq!(
-            Codec::Postcard.decode::<u8>(&bytes).unwrap(),
+            Codec::Postcard.decode::<u8>(&KEY, &bytes).unwrap(),
+            Decoded::Value(1)
+        );
+    }
+
+    #[test]
+    fn an_entry_read_under_another_key_is_foreign() {
+        for codec in [Codec::Postcard, Codec::Json] {
+            let bytes = codec.encode(&KEY, &7u64, None).unwrap();
+            let other = CacheKey {
+                hash: KEY.hash + 1,
+                ..KEY
+            };
+            assert_eq!(
+                codec.decode::<u64>(&other, &bytes).unwrap(),
+                Decoded::Foreign
+            );
+            assert_eq!(
+                codec.decode::<u64>(&KEY, &bytes).unwrap(),
+                Decoded::Value(7)
+            );
+        }
+    }
+
+    #[test]
+    fn a_flipped_payload_bit_is_a_codec_error() {
+        for codec in [Codec::Postcard, Codec::Json] {
+            let mut bytes = codec.encode(&KEY, &7u64, None).unwrap();
+            *bytes.last_mut().unwrap() ^= 0x10;
+            assert_eq!(
+                codec.decode::<u64>(&KEY, &bytes).unwrap_err().kind(),
+                ErrorKind::Codec
+            );
+        }
+    }
+
+    #[test]
+    fn a_ttl_past_the_end_of_time_never_expires() {
+        let bytes = Codec::Postcard
+            .encode_with_ttl(&KEY, &1u8, Some(Duration::MAX))
+            .unwrap();
+        assert_eq!(Header::parse(&bytes).unwrap().expires_at_ms, 0);
+        assert_eq!(
+            Codec::Postcard.decode::<u8>(&KEY, &bytes).unwrap(),
             Decoded::Value(1)
         );
     }

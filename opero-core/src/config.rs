@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::OperoError;
 use crate::retry::{Jitter, RetryOn};
 
+/// The highest rate a token bucket accepts: one permit per nanosecond.
+pub const MAX_RATE: f64 = 1e9;
+
 /// Retry settings: how many times, how long to wait between tries, and which errors to retry.
 ///
 /// # Default
@@ -285,6 +288,15 @@ impl RateLimitConfig {
                     "is too small",
                 ));
             }
+            // The bucket counts in nanoseconds: above one permit per nanosecond a higher rate
+            // would silently mean the same one.
+            if rate > MAX_RATE {
+                return Err(OperoError::invalid_config(
+                    "rate_limit.rate",
+                    rate,
+                    format!("must be at most {MAX_RATE:e} permits per second; for no limit, leave it unset"),
+                ));
+            }
         }
         if self.burst == 0 {
             return Err(OperoError::invalid_config(
@@ -335,13 +347,62 @@ impl OperoConfig {
     }
 
     /// Parses and validates a JSON document, keeping the typed error of a bad value.
+    ///
+    /// Every error names the field: a value of the wrong type (`"retries": -1`,
+    /// `"jitter": "sometimes"`), a number out of range, an unknown key (with the nearest known
+    /// one: "unknown field `retrys` in `retry`; did you mean `retries`?"), or a document that is
+    /// not an object.
+    ///
+    /// ```
+    /// use opero_core::OperoConfig;
+    ///
+    /// let err = OperoConfig::from_json(r#"{"retry": {"retrys": 9}}"#).unwrap_err();
+    /// assert_eq!(err.field(), Some("retry"));
+    /// assert!(err.to_string().contains("did you mean `retries`?"), "{err}");
+    /// let err = OperoConfig::from_json(r#"{"retry": {"retries": -1}}"#).unwrap_err();
+    /// assert_eq!(err.field(), Some("retry.retries"));
+    /// assert_eq!(OperoConfig::from_json("[]").unwrap_err().field(), Some("config"));
+    /// ```
     pub fn from_json(text: &str) -> Result<Self, OperoError> {
-        let raw: RawOperoConfig = serde_json::from_str(text).map_err(|e| {
-            OperoError::new(
-                crate::ErrorKind::InvalidConfig,
-                format!("malformed config: {e}"),
-            )
-        })?;
+        let doc = parse_document(text)?;
+        Self::from_document(doc, &[])
+    }
+
+    /// The config in a parsed JSON object whose keys were checked except the sections'; keys in
+    /// `also_known` (a wrapping config's own) only serve the suggestion of an unknown key.
+    #[doc(hidden)]
+    pub fn from_document(
+        doc: serde_json::Map<String, serde_json::Value>,
+        also_known: &[&str],
+    ) -> Result<Self, OperoError> {
+        let mut top: Vec<&str> = SECTIONS.iter().map(|(name, _)| *name).collect();
+        top.extend_from_slice(also_known);
+        for (key, value) in &doc {
+            let Some((section, known)) = SECTIONS.iter().find(|(name, _)| name == key) else {
+                if also_known.contains(&key.as_str()) {
+                    continue;
+                }
+                return Err(unknown_key("config", key, &top));
+            };
+            match value {
+                serde_json::Value::Object(fields) => {
+                    if let Some(bad) = fields.keys().find(|k| !known.contains(&k.as_str())) {
+                        return Err(unknown_key(section, bad, known));
+                    }
+                }
+                serde_json::Value::Null => {}
+                other => {
+                    return Err(OperoError::invalid_config(
+                        section,
+                        other,
+                        "must be an object of settings",
+                    ))
+                }
+            }
+        }
+        let value = serde_json::Value::Object(doc);
+        let raw: RawOperoConfig = serde_path_to_error::deserialize(&value)
+            .map_err(|e| type_error(e.path().to_string(), &value, e.inner().to_string()))?;
         let cfg = OperoConfig {
             retry: raw.retry.try_into()?,
             cache: raw.cache.try_into()?,
@@ -350,6 +411,139 @@ impl OperoConfig {
         cfg.validate()?;
         Ok(cfg)
     }
+}
+
+/// The sections of a pipeline config and the keys each accepts (aliases included).
+const SECTIONS: &[(&str, &[&str])] = &[
+    (
+        "retry",
+        &[
+            "retries",
+            "attempts_after_first",
+            "backoff_factor",
+            "min_delay",
+            "max_delay",
+            "jitter",
+        ],
+    ),
+    (
+        "cache",
+        &[
+            "enabled",
+            "ttl",
+            "backend",
+            "cache_backend",
+            "namespace",
+            "key_function",
+            "backend_options",
+        ],
+    ),
+    ("rate_limit", &["rate", "burst"]),
+];
+
+/// Every field path of a pipeline config, so an error can name one as `&'static str`.
+const FIELD_PATHS: &[&str] = &[
+    "retry",
+    "retry.retries",
+    "retry.attempts_after_first",
+    "retry.backoff_factor",
+    "retry.min_delay",
+    "retry.max_delay",
+    "retry.jitter",
+    "cache",
+    "cache.enabled",
+    "cache.ttl",
+    "cache.backend",
+    "cache.cache_backend",
+    "cache.namespace",
+    "cache.key_function",
+    "cache.backend_options",
+    "rate_limit",
+    "rate_limit.rate",
+    "rate_limit.burst",
+];
+
+/// Parses a config document, which must be a JSON object; a syntax error or a number out of
+/// range names the field where it happened.
+#[doc(hidden)]
+pub fn parse_document(
+    text: &str,
+) -> Result<serde_json::Map<String, serde_json::Value>, OperoError> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let value: serde_json::Value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        type_error(path, &serde_json::Value::Null, e.inner().to_string())
+    })?;
+    de.end()
+        .map_err(|e| OperoError::invalid_config("config", "", format!("malformed config: {e}")))?;
+    match value {
+        serde_json::Value::Object(doc) => Ok(doc),
+        other => Err(OperoError::invalid_config(
+            "config",
+            other,
+            "a config must be a JSON object of sections",
+        )),
+    }
+}
+
+/// A value of the wrong type or out of range at `path`, named by the path (or `config` when the
+/// path names no known field).
+fn type_error(path: String, doc: &serde_json::Value, message: String) -> OperoError {
+    let field = FIELD_PATHS
+        .iter()
+        .find(|known| **known == path)
+        .copied()
+        .unwrap_or("config");
+    let value = path
+        .split('.')
+        .try_fold(doc, |v, part| v.get(part))
+        .filter(|v| !v.is_null())
+        .map_or_else(|| path.clone(), |v| v.to_string());
+    OperoError::invalid_config(field, value, message)
+}
+
+/// The error for a key that `known` does not have, suggesting the nearest known one.
+#[doc(hidden)]
+pub fn unknown_key(section: &'static str, key: &str, known: &[&str]) -> OperoError {
+    let within = |k: &str| section_label(section, k);
+    let suggestion = known
+        .iter()
+        .map(|k| (edit_distance(key, k), *k))
+        .filter(|(d, k)| *d <= (k.len().max(key.len()) / 3).max(2))
+        .min()
+        .map(|(_, k)| format!("; did you mean `{k}`?"))
+        .unwrap_or_else(|| format!("; known: {}", known.join(", ")));
+    OperoError::invalid_config(
+        section,
+        key,
+        format!("unknown field `{key}` {}{suggestion}", within(key)),
+    )
+}
+
+fn section_label(section: &str, _key: &str) -> String {
+    if section == "config" {
+        "at the top level".to_owned()
+    } else {
+        format!("in `{section}`")
+    }
+}
+
+/// Levenshtein distance, for suggesting the key a typo meant.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 /// Reads a duration written for people (`"250ms"`, `"1.5s"`, `"2m"`) or as a number of seconds,

@@ -227,7 +227,10 @@ pub struct Attempt<E> {
     pub error: AttemptError<E>,
 }
 
-/// Every attempt of every fallback value failed. Holds each attempt's error, in order.
+/// Every attempt of every fallback value failed. Holds the attempts' errors, in order: all of
+/// them up to [`KEPT_FIRST`](Self::KEPT_FIRST) + [`KEPT_LAST`](Self::KEPT_LAST), and past that
+/// the first `KEPT_FIRST` and the last `KEPT_LAST` with the count of those in between, so that a
+/// call with millions of retries keeps a few hundred bytes, not every error it ever saw.
 ///
 /// The user's error type `E` passes through untouched: [`AllFailedError::last_error`] and
 /// [`AllFailedError::into_last_error`] give it back.
@@ -250,14 +253,25 @@ pub struct Attempt<E> {
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct AllFailedError<E> {
+    /// The first `KEPT_FIRST` attempts, then the most recent ones (at most `KEPT_LAST`).
     attempts: Vec<Attempt<E>>,
+    /// Every attempt, kept or not.
+    total: usize,
+    fallbacks_tried: usize,
 }
 
 impl<E> AllFailedError<E> {
+    /// How many of the first attempts are kept.
+    pub const KEPT_FIRST: usize = 8;
+    /// How many of the most recent attempts are kept.
+    pub const KEPT_LAST: usize = 8;
+
     /// An empty record; attempts are pushed as they fail.
     pub fn new() -> Self {
         AllFailedError {
             attempts: Vec::new(),
+            total: 0,
+            fallbacks_tried: 0,
         }
     }
 
@@ -268,8 +282,16 @@ impl<E> AllFailedError<E> {
         all
     }
 
-    /// Records one failed attempt.
+    /// Records one failed attempt; past the kept ones, the oldest of the recent ones is dropped.
     pub fn push(&mut self, fallback_index: usize, attempt: u32, error: AttemptError<E>) {
+        if self.attempts.last().map(|a| a.fallback_index) != Some(fallback_index) {
+            self.fallbacks_tried += 1;
+        }
+        self.total += 1;
+        if self.attempts.len() == Self::KEPT_FIRST + Self::KEPT_LAST {
+            // Eight moves at most, and only past the sixteenth attempt.
+            self.attempts.remove(Self::KEPT_FIRST);
+        }
         self.attempts.push(Attempt {
             fallback_index,
             attempt,
@@ -277,24 +299,31 @@ impl<E> AllFailedError<E> {
         });
     }
 
-    /// Every attempt, in the order they ran.
+    /// The kept attempts, in the order they ran: every attempt when there were at most
+    /// `KEPT_FIRST + KEPT_LAST`, else the first and the last ones ([`elided`](Self::elided) says
+    /// how many ran in between).
     pub fn attempts(&self) -> &[Attempt<E>] {
         &self.attempts
     }
 
-    /// Every attempt by value.
+    /// The kept attempts by value.
     pub fn into_attempts(self) -> Vec<Attempt<E>> {
         self.attempts
     }
 
-    /// How many attempts failed.
+    /// How many attempts failed, kept or not.
     pub fn len(&self) -> usize {
-        self.attempts.len()
+        self.total
+    }
+
+    /// How many attempts between the first and the last kept ones were dropped.
+    pub fn elided(&self) -> usize {
+        self.total - self.attempts.len()
     }
 
     /// Whether no attempt was recorded.
     pub fn is_empty(&self) -> bool {
-        self.attempts.is_empty()
+        self.total == 0
     }
 
     /// The last attempt.
@@ -302,7 +331,7 @@ impl<E> AllFailedError<E> {
         self.attempts.last()
     }
 
-    /// The user's error of the last attempt that failed with one.
+    /// The user's error of the last kept attempt that failed with one.
     pub fn last_error(&self) -> Option<&E> {
         self.attempts
             .iter()
@@ -310,7 +339,7 @@ impl<E> AllFailedError<E> {
             .find_map(|a| a.error.user_error())
     }
 
-    /// The user's error of the last attempt that failed with one, by value.
+    /// The user's error of the last kept attempt that failed with one, by value.
     pub fn into_last_error(self) -> Option<E> {
         self.attempts
             .into_iter()
@@ -318,17 +347,9 @@ impl<E> AllFailedError<E> {
             .find_map(|a| a.error.into_user_error())
     }
 
-    /// How many distinct fallback values were tried.
+    /// How many fallback values were tried (a value counts again if it comes back).
     pub fn fallbacks_tried(&self) -> usize {
-        let mut count = 0;
-        let mut previous = None;
-        for a in &self.attempts {
-            if previous != Some(a.fallback_index) {
-                count += 1;
-                previous = Some(a.fallback_index);
-            }
-        }
-        count
+        self.fallbacks_tried
     }
 }
 
@@ -340,7 +361,7 @@ impl<E> Default for AllFailedError<E> {
 
 impl<E: fmt::Display> fmt::Display for AllFailedError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let n = self.attempts.len();
+        let n = self.total;
         write!(
             f,
             "all {n} attempt{} failed across {} fallback value{}",
@@ -360,6 +381,9 @@ impl<E: fmt::Display> fmt::Display for AllFailedError<E> {
             for (i, a) in self.attempts.iter().enumerate() {
                 if i > 0 {
                     f.write_str("; ")?;
+                }
+                if i == Self::KEPT_FIRST && self.elided() > 0 {
+                    write!(f, "... {} more ...; ", self.elided())?;
                 }
                 write!(f, "#{}.{}: {}", a.fallback_index, a.attempt, a.error)?;
             }

@@ -38,6 +38,7 @@
 mod cache;
 mod codec;
 mod config;
+mod depth;
 mod error;
 mod executor;
 mod flight;
@@ -51,10 +52,13 @@ mod retry;
 mod sleep;
 
 pub use cache::{BuildCache, CacheBackend, CacheFor, CacheSwitch, CacheValue, NoCache};
-pub use codec::{Codec, Decoded, Header, HEADER_LEN};
+pub use codec::{Codec, Decoded, Header, HEADER_LEN, MAX_DECODE_DEPTH};
 pub use config::{
     optional_duration, parse_duration, CacheConfig, OperoConfig, RateLimitConfig, RetryConfig,
+    MAX_RATE,
 };
+#[doc(hidden)]
+pub use config::{parse_document, unknown_key};
 pub use error::{AllFailedError, Attempt, AttemptError, ErrorKind, OperoError};
 pub use executor::{AsyncExecutor, Executor, UnitHandle, UnitLost};
 pub use key::{CacheKey, FunctionId, FunctionLabel, KeyFn, StableKey};

@@ -231,13 +231,17 @@ impl RateLimiter for TokenBucket {
         let now = self.now_ns();
         let mut tat = self.tat_ns.load(Ordering::Relaxed);
         loop {
-            let next = tat.max(now) + self.interval_ns;
+            // Saturating: a very slow rate or a huge burst pushes the times toward u64::MAX
+            // nanoseconds (584 years), which reads as "not in this process's life".
+            let next = tat.max(now).saturating_add(self.interval_ns);
             match self
                 .tat_ns
                 .compare_exchange_weak(tat, next, Ordering::AcqRel, Ordering::Relaxed)
             {
                 Ok(_) => {
-                    return Duration::from_nanos(next.saturating_sub(now + self.tolerance_ns));
+                    return Duration::from_nanos(
+                        next.saturating_sub(now.saturating_add(self.tolerance_ns)),
+                    );
                 }
                 Err(actual) => tat = actual,
             }
@@ -248,8 +252,8 @@ impl RateLimiter for TokenBucket {
         let now = self.now_ns();
         let mut tat = self.tat_ns.load(Ordering::Relaxed);
         loop {
-            let next = tat.max(now) + self.interval_ns;
-            if next > now + self.tolerance_ns {
+            let next = tat.max(now).saturating_add(self.interval_ns);
+            if next > now.saturating_add(self.tolerance_ns) {
                 return false;
             }
             match self

@@ -288,7 +288,9 @@ impl<R> Backoff<R> {
         if !secs.is_finite() || secs >= c.max_delay.as_secs_f64() {
             c.max_delay
         } else {
-            Duration::from_secs_f64(secs).clamp(c.min_delay, c.max_delay)
+            Duration::try_from_secs_f64(secs)
+                .unwrap_or(c.max_delay)
+                .clamp(c.min_delay, c.max_delay)
         }
     }
 

@@ -24,9 +24,16 @@ enum Timer {
     Thread(futures_timer::Delay),
 }
 
+/// The longest wait a timer is asked for: a century reads as "forever" and stays clear of the
+/// overflow of adding a larger duration to the clock.
+const LONGEST: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// A sleep of `wait`.
 pub(crate) fn sleep(wait: Duration) -> Sleep {
-    Sleep { wait, timer: None }
+    Sleep {
+        wait: wait.min(LONGEST),
+        timer: None,
+    }
 }
 
 impl Future for Sleep {

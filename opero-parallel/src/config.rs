@@ -289,6 +289,17 @@ pub struct OpmapConfig {
     pub rate_limit_scope: RateLimitScope,
 }
 
+/// The keys an opmap config has beside the pipeline's sections (for suggesting a misspelt one).
+const OPMAP_KEYS: &[&str] = &[
+    "mode",
+    "workers",
+    "ordered",
+    "progress",
+    "timeout",
+    "in_flight_per_worker",
+    "rate_limit_scope",
+];
+
 /// Items in flight in each worker process of an `async_process` map unless set otherwise.
 pub const DEFAULT_IN_FLIGHT_PER_WORKER: usize = 8;
 
@@ -339,11 +350,7 @@ impl OpmapConfig {
 
     /// Parses and validates a JSON document, keeping the typed error of a bad value.
     pub fn from_json(text: &str) -> Result<Self, OperoError> {
-        let malformed = |e: serde_json::Error| {
-            OperoError::new(ErrorKind::InvalidConfig, format!("malformed config: {e}"))
-        };
-        let mut doc: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_str(text).map_err(malformed)?;
+        let mut doc = opero_core::parse_document(text)?;
         let mut cfg = OpmapConfig::default();
         if let Some(mode) = doc.remove("mode") {
             let name = mode.as_str().ok_or_else(|| {
@@ -401,7 +408,7 @@ impl OpmapConfig {
                 .entry("namespace")
                 .or_insert_with(|| DEFAULT_NAMESPACE.into());
         }
-        cfg.opero = OperoConfig::from_json(&serde_json::Value::Object(doc).to_string())?;
+        cfg.opero = OperoConfig::from_document(doc, OPMAP_KEYS)?;
         cfg.validate()?;
         Ok(cfg)
     }

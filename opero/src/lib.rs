@@ -12,9 +12,10 @@ pub use opero_cache_memory::MemoryCache;
 pub use opero_cache_redis::{RedisCache, RedisOptions};
 pub use opero_core::{
     layers, AllFailedError, Attempt, AttemptError, Backoff, BuildCache, CacheBackend, CacheConfig,
-    CacheKey, CacheValue, Codec, ErrorKind, Fallbacks, FunctionId, FunctionLabel, Jitter, KeyFn,
-    Metrics, MetricsSnapshot, NoCache, OperoBuilder, OperoConfig, OperoError, RateLimitConfig,
-    RateLimiter, RetryConfig, RetryOn, RetryPolicy, StableKey, TokenBucket, Wrapped, WrappedAsync,
+    CacheFor, CacheKey, CacheSwitch, CacheValue, Codec, Decoded, ErrorKind, Fallbacks, FunctionId,
+    FunctionLabel, Header, Jitter, KeyFn, Metrics, MetricsSnapshot, NoCache, OperoBuilder,
+    OperoConfig, OperoError, RateLimitConfig, RateLimiter, RetryConfig, RetryOn, RetryPolicy,
+    RetryPredicate, StableKey, TokenBucket, Wrapped, WrappedAsync, HEADER_LEN, MAX_DECODE_DEPTH,
 };
 
 /// The cache backends, each behind its cargo feature (the memory one is always there).

@@ -24,7 +24,7 @@ impl CacheBackend for SharedMapCache {
         let Some(bytes) = self.entries.lock().unwrap().get(&id).cloned() else {
             return Ok(None);
         };
-        match self.codec.decode::<V>(&bytes)? {
+        match self.codec.decode::<V>(key, &bytes)? {
             Decoded::Value(v) => Ok(Some(v)),
             Decoded::Expired => {
                 self.entries.lock().unwrap().remove(&id);
@@ -40,7 +40,7 @@ impl CacheBackend for SharedMapCache {
         value: &V,
         ttl: Option<Duration>,
     ) -> Result<(), OperoError> {
-        let bytes = self.codec.encode_with_ttl(value, ttl)?;
+        let bytes = self.codec.encode_with_ttl(key, value, ttl)?;
         let id = (key.namespace.to_owned(), key.to_string());
         self.entries.lock().unwrap().insert(id, bytes);
         Ok(())

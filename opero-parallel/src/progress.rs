@@ -6,8 +6,9 @@
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle, TermLike};
 use tracing_indicatif::span_ext::IndicatifSpanExt;
 
 const TEMPLATE: &str =
@@ -16,8 +17,47 @@ const TEMPLATE_UNKNOWN_LEN: &str =
     "{spinner} opmap [{elapsed_precise}] {pos} done ({per_sec}) {msg}";
 
 enum Bar {
-    Own(ProgressBar),
+    /// Drawn by indicatif on `term`, which the bar's end needs too.
+    Own(ProgressBar, SharedTerm),
     Span(tracing::Span),
+}
+
+/// A terminal shared by indicatif and the bar's owner: indicatif leaves the cursor at the end of
+/// the last frame, so the owner ends that line when the map is done.
+#[derive(Clone, Debug)]
+struct SharedTerm(Arc<dyn TermLike>);
+
+impl TermLike for SharedTerm {
+    fn width(&self) -> u16 {
+        self.0.width()
+    }
+    fn height(&self) -> u16 {
+        self.0.height()
+    }
+    fn move_cursor_up(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_up(n)
+    }
+    fn move_cursor_down(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_down(n)
+    }
+    fn move_cursor_right(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_right(n)
+    }
+    fn move_cursor_left(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_left(n)
+    }
+    fn write_line(&self, s: &str) -> std::io::Result<()> {
+        self.0.write_line(s)
+    }
+    fn write_str(&self, s: &str) -> std::io::Result<()> {
+        self.0.write_str(s)
+    }
+    fn clear_line(&self) -> std::io::Result<()> {
+        self.0.clear_line()
+    }
+    fn flush(&self) -> std::io::Result<()> {
+        self.0.flush()
+    }
 }
 
 /// A live bar; dropped when the map ends.
@@ -33,6 +73,11 @@ impl Progress {
         if !enabled || !std::io::stderr().is_terminal() {
             return None;
         }
+        Some(Self::on(len, Arc::new(console::Term::stderr())))
+    }
+
+    /// A bar for `len` items drawn on `term` (or on tracing-indicatif's layer when installed).
+    fn on(len: Option<usize>, term: Arc<dyn TermLike>) -> Progress {
         let template = if len.is_some() {
             TEMPLATE
         } else {
@@ -56,15 +101,18 @@ impl Progress {
             span.pb_start();
             Bar::Span(span)
         } else {
-            let bar =
-                ProgressBar::with_draw_target(len.map(|n| n as u64), ProgressDrawTarget::stderr());
+            let term = SharedTerm(term);
+            let bar = ProgressBar::with_draw_target(
+                len.map(|n| n as u64),
+                ProgressDrawTarget::term_like(Box::new(term.clone())),
+            );
             bar.set_style(style);
-            Bar::Own(bar)
+            Bar::Own(bar, term)
         };
-        Some(Progress {
+        Progress {
             bar,
             failures: AtomicU64::new(0),
-        })
+        }
     }
 
     /// Books one finished item.
@@ -74,7 +122,7 @@ impl Progress {
             format!("{failed} failed")
         });
         match &self.bar {
-            Bar::Own(bar) => {
+            Bar::Own(bar, _) => {
                 bar.inc(1);
                 if let Some(m) = message {
                     bar.set_message(m);
@@ -92,8 +140,11 @@ impl Progress {
 
 impl Drop for Progress {
     fn drop(&mut self) {
-        if let Bar::Own(bar) = &self.bar {
+        if let Bar::Own(bar, term) = &self.bar {
             bar.finish();
+            // The last frame stays on screen; the next output starts on a line of its own.
+            let _ = term.write_str("\n");
+            let _ = term.flush();
         }
     }
 }
@@ -103,5 +154,72 @@ impl Drop for Progress {
 pub(crate) fn done(progress: Option<&Progress>, ok: bool) {
     if let Some(p) = progress {
         p.item_done(ok);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// A terminal that records what is written to it.
+    #[derive(Debug, Default)]
+    struct Recorder(Mutex<String>);
+
+    impl TermLike for Recorder {
+        fn width(&self) -> u16 {
+            80
+        }
+        fn move_cursor_up(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_down(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_right(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_left(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn write_line(&self, s: &str) -> std::io::Result<()> {
+            let mut out = self.0.lock().unwrap();
+            out.push_str(s);
+            out.push('\n');
+            Ok(())
+        }
+        fn write_str(&self, s: &str) -> std::io::Result<()> {
+            self.0.lock().unwrap().push_str(s);
+            Ok(())
+        }
+        fn clear_line(&self) -> std::io::Result<()> {
+            self.0.lock().unwrap().push('\r');
+            Ok(())
+        }
+        fn flush(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_bar_ends_with_a_newline_of_its_own() {
+        let term = Arc::new(Recorder::default());
+        let progress = Progress::on(Some(3), term.clone());
+        for ok in [true, false, true] {
+            progress.item_done(ok);
+        }
+        drop(progress);
+        let out = term.0.lock().unwrap().clone();
+        let last = out.rsplit('\r').next().unwrap();
+        assert!(
+            last.contains("3/3"),
+            "the last frame shows the end: {out:?}"
+        );
+        assert!(last.contains("1 failed"), "{out:?}");
+        assert!(
+            out.ends_with('\n'),
+            "the next output starts on its own line: {out:?}"
+        );
+        assert!(!out.ends_with("\n\n"), "and no blank line is left: {out:?}");
     }
 }

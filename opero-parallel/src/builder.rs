@@ -292,11 +292,31 @@ impl<C, K, P> OpmapBuilder<C, K, P> {
         self
     }
 
-    /// Process modes only: how long one attempt may run in a worker process before the worker is
-    /// killed (and replaced) and the attempt fails with
+    /// How long one attempt of an item may run before it fails with
     /// [`AttemptError::TimedOut`](opero_core::AttemptError::TimedOut), retried per the retry
-    /// settings. Counted from when the attempt is handed to the pool; in `async_process` it
-    /// bounds the worker's whole batch. Default: none.
+    /// settings. Default: none.
+    ///
+    /// - `async`: the attempt's future is dropped when the time is up.
+    /// - `process`, `async_process`: the worker process is killed (and replaced). Counted from
+    ///   when the attempt is handed to the pool; in `async_process` it bounds the worker's whole
+    ///   batch.
+    /// - `thread`, `rayon`: refused when the opmap is built (an error naming `timeout`): a
+    ///   blocking call on a thread cannot be stopped, so a timeout there would be a promise
+    ///   nothing keeps. Use `process` mode to bound blocking work.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use opero_parallel::{opmap, Mode};
+    /// use std::time::Duration;
+    ///
+    /// let err = opmap()
+    ///     .mode(Mode::Thread)
+    ///     .timeout(Duration::from_millis(10))
+    ///     .wrap(|x: &u32| Ok::<_, String>(*x))
+    ///     .unwrap_err();
+    /// assert_eq!(err.field(), Some("timeout"));
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
@@ -335,12 +355,25 @@ impl<C, K, P> OpmapBuilder<C, K, P> {
             ordered: this.ordered,
             progress: this.progress,
             mode: this.mode,
+            timeout: this.timeout,
         }))
     }
 
     fn blocking_executor(&self) -> Result<AnyExecutor, OperoError> {
         check_workers(self.workers)?;
         self.opero.config().validate()?;
+        if let Some(timeout) = self.timeout {
+            return Err(OperoError::invalid_config(
+                "timeout",
+                format!("{timeout:?}"),
+                format!(
+                    "mode \"{}\" runs blocking calls on threads, which cannot be stopped \
+                     mid-call: use mode \"process\" (wrap_process), which kills a late \
+                     attempt's worker, or an async function in mode \"async\"",
+                    self.mode
+                ),
+            ));
+        }
         AnyExecutor::new(self.mode, self.workers)
     }
 
@@ -353,6 +386,13 @@ impl<C, K, P> OpmapBuilder<C, K, P> {
         } else {
             self.mode
         };
+        if self.timeout == Some(Duration::ZERO) {
+            return Err(OperoError::invalid_config(
+                "timeout",
+                "0s",
+                "must be above zero",
+            ));
+        }
         AnyAsyncExecutor::new(mode, self.workers)
     }
 

@@ -278,8 +278,10 @@ pub struct OpmapConfig {
     pub ordered: bool,
     /// Whether to draw a progress bar on stderr when it is a terminal.
     pub progress: bool,
-    /// Process modes only: how long one attempt may run in a worker process before the worker is
-    /// killed and the attempt fails as timed out; `None` for no limit.
+    /// How long one attempt may run: in `async` mode the attempt is dropped, in the process
+    /// modes its worker is killed; either way it fails as timed out and is retried per the retry
+    /// settings. `thread` and `rayon` refuse it when the opmap is built (a blocking call cannot be
+    /// stopped). `None` for no limit.
     #[serde(with = "opero_core::optional_duration")]
     pub timeout: Option<Duration>,
     /// Mode `async_process` only: how many items each worker process runs at once; at least 1.

@@ -37,6 +37,8 @@ pub(crate) struct Inner<C, K, P, F, V, X> {
     pub(crate) bare: bool,
     /// Async modes with a limiter per worker: the worker slot each item in flight runs in.
     pub(crate) slots: Option<Arc<crate::slots::Slots>>,
+    /// Async mode: how long one attempt may run (blocking modes refuse a timeout when built).
+    pub(crate) timeout: Option<std::time::Duration>,
 }
 
 /// The panic's message when its payload is text, as `panic!` and `unwrap` make it.
@@ -594,12 +596,23 @@ where
         Fut: Future<Output = Result<T, E>>,
         P: RetryPolicy<E>,
     {
+        let limit = self.timeout;
         let attempt = |item: &I, value: &V| {
             let started = catch_unwind(AssertUnwindSafe(|| (self.f)(item.clone(), value.clone())));
             async move {
-                let outcome = match started {
-                    Ok(fut) => AssertUnwindSafe(fut).catch_unwind().await,
-                    Err(payload) => Err(payload),
+                let outcome = match (started, limit) {
+                    // Async mode runs its items as tokio tasks, so tokio's timer (and its paused
+                    // clock in tests) bounds the attempt; dropping the future abandons it.
+                    (Ok(fut), Some(limit)) => {
+                        match tokio::time::timeout(limit, AssertUnwindSafe(fut).catch_unwind())
+                            .await
+                        {
+                            Ok(outcome) => outcome,
+                            Err(_) => return Err(AttemptError::TimedOut(limit)),
+                        }
+                    }
+                    (Ok(fut), None) => AssertUnwindSafe(fut).catch_unwind().await,
+                    (Err(payload), _) => Err(payload),
                 };
                 match outcome {
                     Ok(result) => result.map_err(AttemptError::Failed),

@@ -31,6 +31,7 @@
 //! assert_eq!(runs, 1);
 //! assert_eq!(opero.metrics().cache_hits, 2);
 //! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backend;
 

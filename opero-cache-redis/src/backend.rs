@@ -22,6 +22,24 @@ pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379/";
 /// URL [`DEFAULT_URL`], postcard codec, connect and response timeouts of 1 s each, up to 8 idle
 /// blocking connections kept, and after a connection failure no new attempt for 250 ms, doubling
 /// with each further failure up to 5 s.
+///
+/// # Examples
+///
+/// ```
+/// use opero_cache_redis::RedisOptions;
+/// use opero_core::CacheConfig;
+/// use std::time::Duration;
+///
+/// let mut config = CacheConfig::enabled("redis");
+/// config.backend_options.insert("url".into(), "redis://:secret@127.0.0.1:6379/2".into());
+/// config.backend_options.insert("response_timeout".into(), "200ms".into());
+/// let options = RedisOptions::from_config(&config).unwrap();
+/// assert_eq!(options.response_timeout, Duration::from_millis(200));
+/// assert_eq!(options.pool_size, 8);
+///
+/// config.backend_options.insert("pool_size".into(), "many".into());
+/// assert_eq!(RedisOptions::from_config(&config).unwrap_err().field(), Some("pool_size"));
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct RedisOptions {
     /// `redis://[:password@]host[:port][/db]`, or `rediss://` for TLS (with the `tls` feature).

@@ -33,6 +33,7 @@
 //! let len = opero.call("Oslo", |city: &str| Ok::<_, String>(city.len())).unwrap();
 //! assert_eq!(len, 4);
 //! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backend;
 

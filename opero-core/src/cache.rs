@@ -15,6 +15,16 @@ use crate::error::OperoError;
 use crate::key::{CacheKey, FunctionId, KeyFn};
 
 /// What a cache can hold: a value that can be cloned out of memory, or encoded for disk and Redis.
+///
+/// # Examples
+///
+/// ```
+/// use opero_core::CacheValue;
+///
+/// fn cacheable<V: CacheValue>(_: &V) {}
+/// cacheable(&vec!["a".to_string()]);
+/// cacheable(&(1u32, Some(2.5f64)));
+/// ```
 pub trait CacheValue: Clone + Serialize + DeserializeOwned + Send + Sync + 'static {}
 
 impl<T: Clone + Serialize + DeserializeOwned + Send + Sync + 'static> CacheValue for T {}
@@ -234,6 +244,28 @@ impl<D> BuildCache for NoCache<D> {
 
 /// The cache type a builder switches to when the cache is turned on: a backend itself, or the
 /// backend `D` of a [`NoCache<D>`].
+///
+/// # Examples
+///
+/// ```
+/// use opero_core::{CacheBackend, CacheKey, CacheValue, NoCache, Opero, OperoBuilder, OperoError};
+/// use std::time::Duration;
+///
+/// // A backend of one's own (this one never stores anything).
+/// #[derive(Default)]
+/// struct Mine;
+/// impl CacheBackend for Mine {
+///     fn get<V: CacheValue>(&self, _: &CacheKey<'_>) -> Result<Option<V>, OperoError> { Ok(None) }
+///     fn set<V: CacheValue>(&self, _: &CacheKey<'_>, _: &V, _: Option<Duration>) -> Result<(), OperoError> { Ok(()) }
+///     fn delete(&self, _: &CacheKey<'_>) -> Result<(), OperoError> { Ok(()) }
+///     fn clear(&self, _: &str) -> Result<(), OperoError> { Ok(()) }
+/// }
+///
+/// // Without a cache type the builder asks nothing of values; `.cache(true)` switches to `Mine`.
+/// let builder: OperoBuilder<NoCache<Mine>> = Opero::builder();
+/// let switched: OperoBuilder<Mine> = builder.cache_backend(Mine);
+/// assert!(switched.config().cache.enabled);
+/// ```
 pub trait CacheSwitch {
     /// The cache type once caching is on.
     type On;
@@ -261,6 +293,21 @@ impl<D: CacheBackend> CacheSwitch for NoCache<D> {
 ///
 /// Implemented for every [`CacheBackend`] and for [`NoCache`]; a backend of your own implements
 /// `CacheBackend` and gets this.
+///
+/// # Examples
+///
+/// A helper generic over the pipeline's cache type asks for exactly what that type needs:
+///
+/// ```
+/// use opero_core::{CacheFor, NoCache, Opero};
+///
+/// fn cached_len<C: CacheFor<str, usize>>(opero: &Opero<C>, text: &str) -> usize {
+///     opero.call(text, |s: &str| Ok::<_, String>(s.len())).unwrap()
+/// }
+///
+/// let opero = Opero::<NoCache>::builder().build().unwrap();
+/// assert_eq!(cached_len(&opero, "abc"), 3);
+/// ```
 pub trait CacheFor<A: ?Sized, T>: Send + Sync {
     /// The 128-bit key hash of a call.
     fn key_hash<K: KeyFn>(

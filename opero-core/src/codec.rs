@@ -76,6 +76,22 @@ pub enum Codec {
 }
 
 /// What [`Codec::decode`] found in a stored entry.
+///
+/// # Examples
+///
+/// ```
+/// use opero_core::{CacheKey, Codec, Decoded, FunctionLabel};
+/// use std::time::{Duration, SystemTime};
+///
+/// let key = CacheKey { namespace: "ns", function: FunctionLabel::Named("f"), hash: 7 };
+/// let past = SystemTime::now() - Duration::from_secs(1);
+/// let bytes = Codec::Postcard.encode(&key, &42u32, Some(past)).unwrap();
+/// match Codec::Postcard.decode::<u32>(&key, &bytes).unwrap() {
+///     Decoded::Value(v) => panic!("expired, yet read {v}"),
+///     Decoded::Expired => {}
+///     Decoded::Foreign => panic!("it is ours"),
+/// }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decoded<V> {
     /// The value, alive.
@@ -243,6 +259,19 @@ impl FromStr for Codec {
 }
 
 /// The fixed header of a stored entry.
+///
+/// # Examples
+///
+/// ```
+/// use opero_core::{CacheKey, Codec, FunctionLabel, Header};
+///
+/// let key = CacheKey { namespace: "ns", function: FunctionLabel::Named("f"), hash: 7 };
+/// let bytes = Codec::Json.encode(&key, &"hello", None).unwrap();
+/// let header = Header::parse(&bytes).unwrap();
+/// assert_eq!(header.codec, Codec::Json);
+/// assert_eq!(header.expires_at_ms, 0);
+/// assert!(Header::parse(b"not an entry").is_none());
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Header {
     /// The codec of the payload.

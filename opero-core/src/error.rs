@@ -4,6 +4,16 @@ use std::fmt;
 use std::time::Duration;
 
 /// What kind of machinery failure an [`OperoError`] is.
+///
+/// # Examples
+///
+/// ```
+/// use opero_core::{ErrorKind, Opero, NoCache};
+///
+/// let err = Opero::<NoCache>::builder().rate_limit(-1.0).build().unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::InvalidConfig);
+/// assert!(!err.is_temporary());
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorKind {
@@ -168,6 +178,19 @@ impl std::error::Error for OperoError {
 }
 
 /// Why one attempt failed: the user's own error, or something the machinery saw happen to the call.
+///
+/// # Examples
+///
+/// ```
+/// use opero_core::AttemptError;
+/// use std::time::Duration;
+///
+/// let failed = AttemptError::Failed("HTTP 503");
+/// assert_eq!(failed.user_error(), Some(&"HTTP 503"));
+/// let late = AttemptError::<&str>::TimedOut(Duration::from_secs(2));
+/// assert_eq!(late.user_error(), None);
+/// assert_eq!(late.to_string(), "timed out after 2s");
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum AttemptError<E> {
@@ -217,6 +240,19 @@ impl<E: fmt::Display> fmt::Display for AttemptError<E> {
 }
 
 /// One failed attempt: which fallback value it used, its number for that value, and its error.
+///
+/// # Examples
+///
+/// ```
+/// use opero_core::{AttemptError, Fallbacks, NoCache, Opero};
+///
+/// let opero = Opero::<NoCache>::builder().retries(0).build().unwrap();
+/// let keys = Fallbacks::new(vec!["a", "b"]).unwrap();
+/// let err = opero.run_fallback(&keys, |k: &&str| Err::<(), _>(format!("{k} refused"))).unwrap_err();
+/// let second = &err.attempts()[1];
+/// assert_eq!((second.fallback_index, second.attempt), (1, 1));
+/// assert_eq!(second.error, AttemptError::Failed("b refused".to_string()));
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Attempt<E> {
     /// Index of the fallback value the attempt used (0 when no fallback was configured).

@@ -137,10 +137,30 @@ pub trait AsyncExecutor: Send + Sync {
 ///
 /// A boxed future rather than an `impl Future` so that it borrows nothing from the executor: the
 /// caller keeps it past the borrow. One small allocation per unit, beside the task's own.
+///
+/// # Examples
+///
+/// ```
+/// use opero_core::{UnitHandle, UnitLost};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let handle: UnitHandle<u32> = Box::pin(async { Ok::<_, UnitLost>(7) });
+/// assert_eq!(handle.await, Ok(7));
+/// # }
+/// ```
 pub type UnitHandle<O> = Pin<Box<dyn Future<Output = Result<O, UnitLost>> + Send + 'static>>;
 
 /// A unit of work that an executor lost before it finished: its task was cancelled or panicked
 /// outside the user's code, or its runtime shut down.
+///
+/// # Examples
+///
+/// ```
+/// use opero_core::UnitLost;
+///
+/// let lost = UnitLost("the runtime shut down".into());
+/// assert_eq!(lost.to_string(), "unit of work lost: the runtime shut down");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnitLost(pub String);
 

@@ -203,6 +203,14 @@ static IDENTITIES: std::sync::OnceLock<
 > = std::sync::OnceLock::new();
 
 /// The function part of a [`CacheKey`], printable without allocating.
+///
+/// # Examples
+///
+/// ```
+/// use opero_core::FunctionId;
+///
+/// assert_eq!(FunctionId::named("geocode").label().to_string(), "geocode");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FunctionLabel<'a> {
     /// A user-given name.
@@ -224,6 +232,15 @@ impl fmt::Display for FunctionLabel<'_> {
 ///
 /// `hash` covers the namespace, the function and the arguments; backends may key on it alone but
 /// must keep namespaces apart. Its `Display` is `namespace:function:hash`, the Redis layout.
+///
+/// # Examples
+///
+/// ```
+/// use opero_core::{CacheKey, FunctionLabel};
+///
+/// let key = CacheKey { namespace: "weather", function: FunctionLabel::Named("forecast"), hash: 0xab };
+/// assert_eq!(key.to_string(), format!("weather:forecast:{:032x}", 0xab));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CacheKey<'a> {
     /// The namespace.

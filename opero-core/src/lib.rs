@@ -34,6 +34,7 @@
 //! assert_eq!(value.unwrap(), 42);
 //! assert_eq!(opero.metrics().retries, 2);
 //! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod cache;
 mod codec;

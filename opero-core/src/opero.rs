@@ -907,6 +907,17 @@ fn warn_once_unidentified(function: &FunctionId<'_>) {
 }
 
 /// A sync function wrapped by [`Opero::wrap`] or [`Opero::wrap_fallback`].
+///
+/// # Examples
+///
+/// ```
+/// use opero_core::{NoCache, Opero};
+///
+/// let opero = Opero::<NoCache>::builder().retries(0).build().unwrap();
+/// let parse = opero.wrap(|s: &str| s.parse::<u8>()).unwrap();
+/// assert_eq!(parse.call("42").unwrap(), 42);
+/// assert!(parse.call("x").is_err());
+/// ```
 pub struct Wrapped<C, K, P, F, V> {
     opero: Opero<C, K, P>,
     function: FunctionId<'static>,
@@ -940,6 +951,18 @@ where
 }
 
 /// An async function wrapped by [`Opero::wrap_async`] or [`Opero::wrap_fallback_async`].
+///
+/// # Examples
+///
+/// ```
+/// use opero_core::{NoCache, Opero};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let opero = Opero::<NoCache>::builder().retries(0).build().unwrap();
+/// let double = opero.wrap_async(|x: u64| async move { Ok::<_, String>(x * 2) }).unwrap();
+/// assert_eq!(double.call(21).await.unwrap(), 42);
+/// # }
+/// ```
 pub struct WrappedAsync<C, K, P, F, V> {
     opero: Opero<C, K, P>,
     function: FunctionId<'static>,
@@ -1041,6 +1064,16 @@ impl<C, K, R> OperoBuilder<C, K, Backoff<R>> {
     }
 
     /// Retries after the first attempt, per fallback value (0: one attempt). Default 3.
+    ///
+    /// ```
+    /// use opero_core::{NoCache, Opero};
+    /// use std::time::Duration;
+    ///
+    /// let opero = Opero::<NoCache>::builder().retries(2).min_delay(Duration::ZERO).build().unwrap();
+    /// let mut calls = 0;
+    /// let err = opero.run(|| { calls += 1; Err::<(), _>("down") }).unwrap_err();
+    /// assert_eq!((calls, err.len()), (3, 3));
+    /// ```
     pub fn retries(self, retries: u32) -> Self {
         self.retry_changed(|r| r.retries = retries)
     }
@@ -1051,6 +1084,20 @@ impl<C, K, R> OperoBuilder<C, K, Backoff<R>> {
     }
 
     /// Delay before the first retry and floor of every delay. Default 100 ms.
+    ///
+    /// ```
+    /// use opero_core::{Jitter, NoCache, Opero};
+    /// use std::time::Duration;
+    ///
+    /// let opero = Opero::<NoCache>::builder()
+    ///     .min_delay(Duration::from_millis(100))
+    ///     .max_delay(Duration::from_millis(150))
+    ///     .jitter(Jitter::None)
+    ///     .build()
+    ///     .unwrap();
+    /// let delays: Vec<_> = opero.retry_policy().delays().collect();
+    /// assert_eq!(delays, [100, 150, 150].map(Duration::from_millis));
+    /// ```
     pub fn min_delay(self, delay: Duration) -> Self {
         self.retry_changed(|r| r.min_delay = delay)
     }
@@ -1153,7 +1200,15 @@ impl<C, K, P> OperoBuilder<C, K, P> {
         on
     }
 
-    /// How long entries live. Default: until evicted.
+    /// How long entries live. Default: until evicted. A TTL past the clock's end never expires.
+    ///
+    /// ```
+    /// use opero_core::{NoCache, Opero};
+    /// use std::time::Duration;
+    ///
+    /// let builder = Opero::<NoCache>::builder().cache_ttl(Duration::from_secs(300));
+    /// assert_eq!(builder.config().cache.ttl, Some(Duration::from_secs(300)));
+    /// ```
     pub fn cache_ttl(mut self, ttl: Duration) -> Self {
         self.config.cache.ttl = Some(ttl);
         self
@@ -1192,7 +1247,19 @@ impl<C, K, P> OperoBuilder<C, K, P> {
         switched
     }
 
-    /// Limits attempts to `rate` per second (burst 1 unless set). Default: no limit.
+    /// Limits attempts to `rate` per second (burst 1 unless set). Default: no limit. A cache hit
+    /// takes no permit.
+    ///
+    /// ```
+    /// use opero_core::{NoCache, Opero, RateLimiter};
+    ///
+    /// let opero = Opero::<NoCache>::builder().rate_limit(10.0).burst(2).build().unwrap();
+    /// let limiter = opero.rate_limiter().unwrap();
+    /// assert!(limiter.try_acquire() && limiter.try_acquire());
+    /// assert!(!limiter.try_acquire(), "the burst of two is spent");
+    /// let err = Opero::<NoCache>::builder().rate_limit(0.0).build().unwrap_err();
+    /// assert_eq!(err.field(), Some("rate_limit.rate"));
+    /// ```
     pub fn rate_limit(mut self, rate: f64) -> Self {
         self.config.rate_limit.rate = Some(rate);
         self
@@ -1217,7 +1284,17 @@ impl<C, K, P> OperoBuilder<C, K, P> {
     }
 
     /// Names the function for its cache keys (recommended for disk and Redis: the entries then
-    /// survive edits of the surrounding code).
+    /// survive edits of the surrounding code, and needed for a callable that does not identify
+    /// itself, see [`FunctionId`]).
+    ///
+    /// ```
+    /// use opero_core::{NoCache, Opero};
+    ///
+    /// let opero = Opero::<NoCache>::builder().name("geocode").build().unwrap();
+    /// assert_eq!(opero.name(), Some("geocode"));
+    /// let err = Opero::<NoCache>::builder().name("").build().unwrap_err();
+    /// assert_eq!(err.field(), Some("name"));
+    /// ```
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
         self

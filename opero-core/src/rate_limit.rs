@@ -81,6 +81,21 @@ impl<R: RateLimiter + ?Sized> RateLimiter for Arc<R> {
 }
 
 /// The future of [`RateLimiter::acquire`]. Ready at once when no wait is needed.
+///
+/// # Examples
+///
+/// ```
+/// use opero_core::{RateLimiter, TokenBucket};
+/// use std::time::Duration;
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// let bucket = TokenBucket::per_second(2.0).unwrap();
+/// let start = tokio::time::Instant::now();
+/// bucket.acquire().await; // free
+/// bucket.acquire().await; // half a second later
+/// assert_eq!(start.elapsed(), Duration::from_millis(500));
+/// # }
+/// ```
 #[derive(Debug)]
 #[must_use = "a permit is only honoured by waiting for it"]
 pub struct Acquire {
@@ -198,6 +213,16 @@ impl TokenBucket {
 }
 
 /// The clock a [`TokenBucket`] reads.
+///
+/// # Examples
+///
+/// ```
+/// use opero_core::{BucketClock, RateLimitConfig, RateLimiter, TokenBucket};
+///
+/// // Outside any runtime, a bucket on the CPU's timestamp counter.
+/// let bucket = TokenBucket::with_clock(&RateLimitConfig::per_second(100.0), BucketClock::Tsc).unwrap();
+/// assert!(bucket.try_acquire());
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum BucketClock {

@@ -65,6 +65,19 @@ where
 }
 
 /// How a backoff delay is randomised.
+///
+/// # Examples
+///
+/// ```
+/// use opero_core::{Backoff, Jitter, RetryConfig};
+/// use std::time::Duration;
+///
+/// let config = RetryConfig { retries: 2, min_delay: Duration::from_millis(100), jitter: Jitter::None, ..Default::default() };
+/// let exact: Vec<_> = Backoff::new(config.clone()).unwrap().delays().collect();
+/// assert_eq!(exact, [Duration::from_millis(100), Duration::from_millis(150)]);
+/// let full = Backoff::new(RetryConfig { jitter: Jitter::Full, ..config }).unwrap();
+/// assert!(full.delays().all(|d| d >= Duration::from_millis(100) && d <= Duration::from_millis(150)));
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]

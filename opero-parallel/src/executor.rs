@@ -241,6 +241,17 @@ impl AsyncExecutor for TokioExecutor {
 // ===== the enums that pick an executor by mode =====
 
 /// The blocking executor of a [`Mode`]: thread or rayon (and, later, process).
+///
+/// # Examples
+///
+/// ```
+/// use opero_core::Executor;
+/// use opero_parallel::{AnyExecutor, Mode};
+///
+/// let executor = AnyExecutor::new(Mode::Rayon, 2).unwrap();
+/// assert_eq!(executor.workers(), 2);
+/// assert_eq!(AnyExecutor::new(Mode::Async, 2).unwrap_err().field(), Some("mode"));
+/// ```
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum AnyExecutor {
@@ -319,6 +330,18 @@ impl Executor for AnyExecutor {
 }
 
 /// The async executor of a [`Mode`]: tokio tasks (and, later, worker processes).
+///
+/// # Examples
+///
+/// ```
+/// use opero_core::AsyncExecutor;
+/// use opero_parallel::{AnyAsyncExecutor, Mode};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let executor = AnyAsyncExecutor::new(Mode::Async, 16).unwrap();
+/// assert_eq!(executor.workers(), 16);
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum AnyAsyncExecutor {

@@ -54,6 +54,7 @@
 //! assert_eq!(pages[2], Ok("up.example/3".to_string()));
 //! assert_eq!(fetch.opero().metrics().fallback_switches, 3);
 //! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod builder;
 mod config;
@@ -76,7 +77,11 @@ pub use config::{
 pub use executor::{AnyAsyncExecutor, AnyExecutor, RayonExecutor, ThreadExecutor, TokioExecutor};
 pub use opmap::{ItemResult, Opmap, OpmapAsync, OpmapIter};
 #[cfg(feature = "process")]
-pub use process::{__mark_workers_ready, __procspawn, init_workers};
+pub use process::init_workers;
+// Reached by `enable_process_test_support!` through `$crate`; not part of the documented API.
+#[cfg(feature = "process")]
+#[doc(hidden)]
+pub use process::{__mark_workers_ready, __procspawn};
 #[cfg(feature = "process")]
 pub use process_map::{OpmapProcess, OpmapProcessAsync};
 

@@ -21,6 +21,19 @@ use crate::executor::lock;
 use crate::progress::{done, Progress};
 
 /// What one item comes back as.
+///
+/// # Examples
+///
+/// ```
+/// use opero_parallel::{opmap, ItemResult};
+///
+/// let halve = opmap().retries(0).progress(false)
+///     .wrap(|x: &u32| if x % 2 == 0 { Ok(x / 2) } else { Err("odd") })
+///     .unwrap();
+/// let out: Vec<ItemResult<u32, &str>> = halve.call([4, 5]);
+/// assert_eq!(out[0], Ok(2));
+/// assert_eq!(out[1].as_ref().unwrap_err().last_error(), Some(&"odd"));
+/// ```
 pub type ItemResult<T, E> = Result<T, AllFailedError<E>>;
 
 /// Everything a map needs, shared by the callable, its streams and its worker threads.
@@ -478,6 +491,21 @@ impl<It: Iterator> Iterator for Gated<It> {
 }
 
 /// The results of [`Opmap::iter`] as they come: `(index of the item in the input, its result)`.
+///
+/// # Examples
+///
+/// ```
+/// use opero_parallel::opmap;
+///
+/// let square = opmap().workers(2).progress(false).wrap(|x: &u64| Ok::<_, String>(x * x)).unwrap();
+/// let mut total = 0;
+/// // Results as they finish, each with its input index; memory bounded by the workers.
+/// for (index, result) in square.iter(1..=4).unwrap() {
+///     assert!(index < 4);
+///     total += result.unwrap();
+/// }
+/// assert_eq!(total, 1 + 4 + 9 + 16);
+/// ```
 pub struct OpmapIter<T, E> {
     receiver: mpsc::Receiver<(usize, ItemResult<T, E>)>,
     gate: Arc<Gate>,

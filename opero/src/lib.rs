@@ -1,4 +1,5 @@
-#![doc = include_str!("../../README.md")]
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 // The explicit `+ Send` futures keep `AnyCache`'s async methods as the trait declares them.
 #[allow(clippy::manual_async_fn)]
@@ -6,9 +7,11 @@ mod any_cache;
 
 pub use any_cache::AnyCache;
 #[cfg(feature = "disk")]
+#[cfg_attr(docsrs, doc(cfg(feature = "disk")))]
 pub use opero_cache_disk::DiskCache;
 pub use opero_cache_memory::MemoryCache;
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use opero_cache_redis::{RedisCache, RedisOptions};
 pub use opero_core::{
     layers, AllFailedError, Attempt, AttemptError, Backoff, BuildCache, CacheBackend, CacheConfig,
@@ -25,8 +28,10 @@ pub mod cache {
     pub use opero_core::{Codec, NoCache};
 
     #[cfg(feature = "disk")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "disk")))]
     pub use opero_cache_disk::DiskCache;
     #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub use opero_cache_redis::{RedisCache, RedisOptions};
 }
 
@@ -76,15 +81,26 @@ pub fn opero() -> OperoBuilder<NoCache<AnyCache>> {
 /// `opmap`: one pipeline applied to every item of an iterable, `workers` at a time, with one
 /// result per item (cargo feature `parallel`, on by default). See [`opero_parallel`].
 #[cfg(feature = "parallel")]
+#[cfg_attr(docsrs, doc(cfg(feature = "parallel")))]
 pub mod parallel {
-    pub use opero_parallel::*;
+    // An explicit list: a glob would also carry the hidden items the worker-process macro needs.
+    #[cfg(feature = "process")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "process")))]
+    pub use opero_parallel::{init_workers, OpmapProcess, OpmapProcessAsync};
+    pub use opero_parallel::{
+        opmap, AnyAsyncExecutor, AnyExecutor, ItemResult, Mode, Opmap, OpmapAsync, OpmapBuilder,
+        OpmapConfig, OpmapIter, RateLimitScope, RayonExecutor, ThreadExecutor, TokioExecutor,
+        DEFAULT_IN_FLIGHT_PER_WORKER, DEFAULT_NAMESPACE, DEFAULT_WORKERS,
+    };
 }
 
 #[cfg(feature = "process")]
+#[cfg_attr(docsrs, doc(cfg(feature = "process")))]
 pub use opero_parallel::{
     enable_process_test_support, init_workers, OpmapProcess, OpmapProcessAsync,
 };
 #[cfg(feature = "parallel")]
+#[cfg_attr(docsrs, doc(cfg(feature = "parallel")))]
 pub use opero_parallel::{
     Mode, Opmap, OpmapAsync, OpmapBuilder, OpmapConfig, OpmapIter, RateLimitScope,
 };
@@ -110,6 +126,7 @@ pub use opero_parallel::{
 /// assert_eq!(square.opero().metrics().cache_hits, 1);
 /// ```
 #[cfg(feature = "parallel")]
+#[cfg_attr(docsrs, doc(cfg(feature = "parallel")))]
 pub fn opmap() -> OpmapBuilder<NoCache<AnyCache>> {
     OpmapBuilder::new()
 }

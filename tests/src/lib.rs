@@ -15,3 +15,21 @@ pub fn no_delay() -> opero::RetryConfig {
         ..Default::default()
     }
 }
+
+/// A pipeline with default retries that caches in `cache` under `namespace`.
+pub fn cached_in<C: opero::CacheBackend>(cache: C, namespace: &str) -> opero::Opero<C> {
+    let config = opero::OperoConfig {
+        cache: opero::CacheConfig {
+            enabled: true,
+            namespace: namespace.to_owned(),
+            ..opero::CacheConfig::default()
+        },
+        ..opero::OperoConfig::default()
+    };
+    opero::Opero::with_cache(config, cache).expect("a valid config")
+}
+
+/// [`cached_in`] a namespace of its own, so tests sharing a store never meet.
+pub fn cached<C: opero::CacheBackend>(cache: C) -> opero::Opero<C> {
+    cached_in(cache, &conformance::fresh_namespace())
+}

@@ -5,10 +5,10 @@
 use std::sync::Arc;
 
 use opero::{
-    CacheBackend, CacheConfig, CacheKey, Codec, Decoded, DiskCache, ErrorKind, FunctionId, Opero,
-    OperoConfig, RedisCache, RedisOptions, HEADER_LEN, MAX_DECODE_DEPTH,
+    CacheBackend, CacheKey, Codec, Decoded, DiskCache, ErrorKind, FunctionId, Opero, RedisCache,
+    RedisOptions, HEADER_LEN, MAX_DECODE_DEPTH,
 };
-use opero_tests::{conformance::fresh_namespace, RedisServer};
+use opero_tests::{cached, RedisServer};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -39,15 +39,7 @@ fn entry(key: &CacheKey<'_>, payload: &[u8]) -> Vec<u8> {
 }
 
 fn pipeline<C: CacheBackend>(cache: C) -> Opero<C> {
-    let config = OperoConfig {
-        cache: CacheConfig {
-            enabled: true,
-            namespace: fresh_namespace(),
-            ..CacheConfig::default()
-        },
-        ..OperoConfig::default()
-    };
-    Opero::with_cache(config, cache).unwrap().named("tree")
+    cached(cache).named("tree")
 }
 
 fn key_of<'k, C>(opero: &'k Opero<C>, arg: &u32) -> CacheKey<'k> {

@@ -9,11 +9,8 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-use opero::{
-    CacheBackend, CacheConfig, DiskCache, ErrorKind, MemoryCache, Opero, OperoConfig, RedisCache,
-    RedisOptions,
-};
-use opero_tests::{conformance::fresh_namespace, RedisServer};
+use opero::{CacheBackend, DiskCache, ErrorKind, MemoryCache, Opero, RedisCache, RedisOptions};
+use opero_tests::{cached, cached_in, conformance::fresh_namespace, RedisServer};
 use proptest::prelude::*;
 
 type Op = fn(&u32) -> Result<u32, String>;
@@ -28,19 +25,11 @@ fn triple(x: &u32) -> Result<u32, String> {
 }
 
 fn pipeline<C: CacheBackend>(cache: C) -> Opero<C> {
-    pipeline_in(cache, &fresh_namespace())
+    cached(cache)
 }
 
 fn pipeline_in<C: CacheBackend>(cache: C, namespace: &str) -> Opero<C> {
-    let config = OperoConfig {
-        cache: CacheConfig {
-            enabled: true,
-            namespace: namespace.to_owned(),
-            ..CacheConfig::default()
-        },
-        ..OperoConfig::default()
-    };
-    Opero::with_cache(config, cache).unwrap()
+    cached_in(cache, namespace)
 }
 
 // ===== the five cases, written once for every backend =====

@@ -10,7 +10,7 @@ use opero::{
     opero, CacheBackend, CacheConfig, DiskCache, MemoryCache, NoCache, Opero, OperoConfig,
     RedisCache, RedisOptions,
 };
-use opero_tests::{conformance::fresh_namespace, RedisServer};
+use opero_tests::{cached, RedisServer};
 
 thread_local! {
     // Per test thread: the tests of this file run in parallel, each calling on its own thread.
@@ -20,18 +20,6 @@ thread_local! {
 fn fetch_config() -> Result<String, String> {
     RUNS.set(RUNS.get() + 1);
     Ok("config v1".to_owned())
-}
-
-fn cached<C: CacheBackend>(cache: C) -> Opero<C> {
-    let config = OperoConfig {
-        cache: CacheConfig {
-            enabled: true,
-            namespace: fresh_namespace(),
-            ..CacheConfig::default()
-        },
-        ..OperoConfig::default()
-    };
-    Opero::with_cache(config, cache).unwrap()
 }
 
 fn run_is_cached<C: CacheBackend>(opero: Opero<C>) {

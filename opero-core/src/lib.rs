@@ -67,3 +67,4 @@ pub use metrics::{Metrics, MetricsSnapshot};
 pub use opero::{Fallbacks, Opero, OperoBuilder, Wrapped, WrappedAsync};
 pub use rate_limit::{Acquire, BucketClock, RateLimiter, TokenBucket};
 pub use retry::{Backoff, Jitter, RetryOn, RetryPolicy, RetryPredicate};
+pub use sleep::{timeout, Elapsed};

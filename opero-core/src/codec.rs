@@ -32,7 +32,7 @@ use xxhash_rust::xxh3::xxh3_64;
 use crate::depth::deserialize_limited;
 pub use crate::depth::MAX_DECODE_DEPTH;
 use crate::error::{ErrorKind, OperoError};
-use crate::key::CacheKey;
+use crate::key::{CacheKey, FunctionLabel};
 
 const MAGIC: &[u8; 4] = b"OPRO";
 const LAYOUT_VERSION: u8 = 2;
@@ -207,10 +207,26 @@ impl Codec {
     }
 }
 
-/// The key an entry belongs to, as stored in its header: the key's hash (which covers namespace,
-/// function and arguments) folded to 64 bits.
+/// The key an entry belongs to, as stored in its header: XXH3-64 over the namespace, the
+/// function and the hash. The hash alone covers them with the default key function, but a key
+/// function of a user's might leave the namespace out, and the entry must still not answer for
+/// another namespace.
 fn key_fingerprint(key: &CacheKey<'_>) -> u64 {
-    (key.hash as u64) ^ ((key.hash >> 64) as u64)
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(key.namespace.as_bytes());
+    h.update(&[0]);
+    match key.function {
+        FunctionLabel::Named(name) => {
+            h.update(&[1]);
+            h.update(name.as_bytes());
+        }
+        FunctionLabel::Anonymous(id) => {
+            h.update(&[2]);
+            h.update(&id.fingerprint_bytes());
+        }
+    }
+    h.update(&key.hash.to_le_bytes());
+    h.digest()
 }
 
 /// The whole payload as one value, nested at most [`MAX_DECODE_DEPTH`] levels; a truncated or
@@ -433,6 +449,26 @@ mod tests {
             assert_eq!(
                 codec.decode::<u64>(&KEY, &bytes).unwrap(),
                 Decoded::Value(7)
+            );
+        }
+    }
+
+    #[test]
+    fn the_same_hash_in_another_namespace_or_function_is_foreign() {
+        // A key function that leaves the namespace out of its hash must not make entries travel.
+        let bytes = Codec::Postcard.encode(&KEY, &7u64, None).unwrap();
+        let other_ns = CacheKey {
+            namespace: "other",
+            ..KEY
+        };
+        let other_fn = CacheKey {
+            function: FunctionLabel::Named("g"),
+            ..KEY
+        };
+        for key in [other_ns, other_fn] {
+            assert_eq!(
+                Codec::Postcard.decode::<u64>(&key, &bytes).unwrap(),
+                Decoded::Foreign
             );
         }
     }

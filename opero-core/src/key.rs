@@ -135,6 +135,11 @@ impl<'a> FunctionId<'a> {
         }
     }
 
+    /// The identity's 128-bit fingerprint, as bytes (what a key hashes for the function).
+    pub fn fingerprint_bytes(&self) -> [u8; 16] {
+        self.fingerprint().to_le_bytes()
+    }
+
     /// A short label for keys people read (Redis): the name, or `fn-` and 16 hex digits of the
     /// identity's hash (computed only when printed).
     pub fn label(&self) -> FunctionLabel<'a> {

@@ -140,7 +140,11 @@ impl<P: ?Sized> Attempts<'_, P> {
                             if !delay.is_zero() {
                                 std::thread::sleep(delay);
                             }
-                            attempt += 1;
+                            // Past u32::MAX attempts there is no number for the next one.
+                            match attempt.checked_add(1) {
+                                Some(next) => attempt = next,
+                                None => break,
+                            }
                         }
                         None => break,
                     },
@@ -182,7 +186,11 @@ impl<P: ?Sized> Attempts<'_, P> {
                             if !delay.is_zero() {
                                 crate::sleep::sleep(delay).await;
                             }
-                            attempt += 1;
+                            // Past u32::MAX attempts there is no number for the next one.
+                            match attempt.checked_add(1) {
+                                Some(next) => attempt = next,
+                                None => break,
+                            }
                         }
                         None => break,
                     },

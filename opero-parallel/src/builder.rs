@@ -365,7 +365,7 @@ impl<C, K, P> OpmapBuilder<C, K, P> {
         if let Some(timeout) = self.timeout {
             return Err(OperoError::invalid_config(
                 "timeout",
-                format!("{timeout:?}"),
+                humantime::format_duration(timeout),
                 format!(
                     "mode \"{}\" runs blocking calls on threads, which cannot be stopped \
                      mid-call: use mode \"process\" (wrap_process), which kills a late \

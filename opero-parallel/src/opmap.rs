@@ -629,11 +629,11 @@ where
             let started = catch_unwind(AssertUnwindSafe(|| (self.f)(item.clone(), value.clone())));
             async move {
                 let outcome = match (started, limit) {
-                    // Async mode runs its items as tokio tasks, so tokio's timer (and its paused
-                    // clock in tests) bounds the attempt; dropping the future abandons it.
+                    // Not tokio's own timeout: without a runtime the executor polls items in the
+                    // caller's task (under `block_on`, say), where tokio's timer would panic.
+                    // Dropping the late future abandons the attempt.
                     (Ok(fut), Some(limit)) => {
-                        match tokio::time::timeout(limit, AssertUnwindSafe(fut).catch_unwind())
-                            .await
+                        match opero_core::timeout(limit, AssertUnwindSafe(fut).catch_unwind()).await
                         {
                             Ok(outcome) => outcome,
                             Err(_) => return Err(AttemptError::TimedOut(limit)),

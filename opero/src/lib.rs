@@ -4,6 +4,15 @@
 #[allow(clippy::manual_async_fn)]
 mod any_cache;
 
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
+
+#[cfg(feature = "macros")]
+mod attributes;
+#[cfg(feature = "macros")]
+pub use attributes::*;
+
 pub use any_cache::AnyCache;
 #[cfg(feature = "disk")]
 pub use opero_cache_disk::DiskCache;

@@ -97,7 +97,7 @@ pub use opero_macros::opero;
 ///
 /// # Examples
 ///
-/// ```ignore
+/// ```
 /// use opero::opmap;
 ///
 /// #[opmap(mode = "thread", workers = 4, ordered = true, progress = false, retries = 2)]

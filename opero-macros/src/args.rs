@@ -116,8 +116,7 @@ impl Args {
         let Some(key) = key_path.get_ident().map(Ident::to_string) else {
             return Err(syn::Error::new(key_path.span(), unknown_key("?", which)));
         };
-        let valid = OPERO_KEYS.contains(&key.as_str())
-            || (which == Which::Opmap && OPMAP_KEYS.contains(&key.as_str()));
+        let valid = valid_keys(which).contains(&key.as_str());
         if !valid {
             return Err(syn::Error::new(key_path.span(), unknown_key(&key, which)));
         }
@@ -147,15 +146,15 @@ impl Args {
             "burst" => {
                 let burst: u32 = int(value, &key)?;
                 if burst == 0 {
-                    return Err(syn::Error::new(value.span(), "`burst` must be at least 1"));
+                    return Err(syn::Error::new_spanned(value, "`burst` must be at least 1"));
                 }
                 self.burst = Some(burst);
             }
             "workers" => {
                 let workers: usize = int(value, &key)?;
                 if workers == 0 {
-                    return Err(syn::Error::new(
-                        value.span(),
+                    return Err(syn::Error::new_spanned(
+                        value,
                         "`workers` must be at least 1",
                     ));
                 }
@@ -164,8 +163,8 @@ impl Args {
             "backoff_factor" => {
                 let factor = number(value, &key)?;
                 if !factor.is_finite() || factor < 1.0 {
-                    return Err(syn::Error::new(
-                        value.span(),
+                    return Err(syn::Error::new_spanned(
+                        value,
                         format!(
                             "`backoff_factor` must be a finite number of at least 1, not {factor}"
                         ),
@@ -176,8 +175,7 @@ impl Args {
             "rate_limit" => {
                 let rate = number(value, &key)?;
                 if !rate.is_finite() || rate <= 0.0 {
-                    return Err(syn::Error::new(
-                        value.span(),
+                    return Err(syn::Error::new_spanned(value,
                         format!("`rate_limit` must be a finite number of permits per second above 0, not {rate}"),
                     ));
                 }
@@ -198,8 +196,8 @@ impl Args {
             "cache_ttl" => {
                 let ttl = duration(value, &key)?;
                 if ttl == 0 {
-                    return Err(syn::Error::new(
-                        value.span(),
+                    return Err(syn::Error::new_spanned(
+                        value,
                         "`cache_ttl` must be above zero",
                     ));
                 }
@@ -217,8 +215,8 @@ impl Args {
             "cache_namespace" => {
                 let ns = string(value, &key)?;
                 if ns.is_empty() {
-                    return Err(syn::Error::new(
-                        value.span(),
+                    return Err(syn::Error::new_spanned(
+                        value,
                         "`cache_namespace` must not be empty",
                     ));
                 }
@@ -227,7 +225,7 @@ impl Args {
             "name" => {
                 let name = string(value, &key)?;
                 if name.is_empty() {
-                    return Err(syn::Error::new(value.span(), "`name` must not be empty"));
+                    return Err(syn::Error::new_spanned(value, "`name` must not be empty"));
                 }
                 self.name = Some(name);
             }
@@ -402,11 +400,21 @@ pub fn private() -> TokenStream {
     quote! { ::opero::__private }
 }
 
-fn unknown_key(key: &str, which: Which) -> String {
-    let mut keys: Vec<&str> = OPERO_KEYS.to_vec();
-    if which == Which::Opmap {
-        keys.extend_from_slice(OPMAP_KEYS);
+/// The keys a macro takes: `key` picks a method's key parameters, so only `#[opero]` has it.
+fn valid_keys(which: Which) -> Vec<&'static str> {
+    match which {
+        Which::Opero => OPERO_KEYS.to_vec(),
+        Which::Opmap => OPERO_KEYS
+            .iter()
+            .chain(OPMAP_KEYS)
+            .copied()
+            .filter(|k| *k != "key")
+            .collect(),
     }
+}
+
+fn unknown_key(key: &str, which: Which) -> String {
+    let keys = valid_keys(which);
     format!(
         "unknown `#[{}]` key `{key}`; the valid keys are: {}",
         which.name(),
@@ -435,8 +443,8 @@ fn number(value: &Expr, key: &str) -> syn::Result<f64> {
     match lit(value) {
         Some(Lit::Float(f)) => f.base10_parse(),
         Some(Lit::Int(i)) => i.base10_parse::<u64>().map(|n| n as f64),
-        _ => Err(syn::Error::new(
-            value.span(),
+        _ => Err(syn::Error::new_spanned(
+            value,
             format!("`{key}` expects a number, as `{key} = 1.5`"),
         )),
     }
@@ -449,8 +457,8 @@ where
 {
     match lit(value) {
         Some(Lit::Int(i)) => i.base10_parse(),
-        _ => Err(syn::Error::new(
-            value.span(),
+        _ => Err(syn::Error::new_spanned(
+            value,
             format!("`{key}` expects a non-negative integer, as `{key} = 3`"),
         )),
     }
@@ -459,8 +467,8 @@ where
 fn boolean(value: &Expr, key: &str) -> syn::Result<bool> {
     match lit(value) {
         Some(Lit::Bool(b)) => Ok(b.value),
-        _ => Err(syn::Error::new(
-            value.span(),
+        _ => Err(syn::Error::new_spanned(
+            value,
             format!("`{key}` expects `true` or `false`"),
         )),
     }
@@ -469,8 +477,8 @@ fn boolean(value: &Expr, key: &str) -> syn::Result<bool> {
 fn string(value: &Expr, key: &str) -> syn::Result<String> {
     match lit(value) {
         Some(Lit::Str(s)) => Ok(s.value()),
-        _ => Err(syn::Error::new(
-            value.span(),
+        _ => Err(syn::Error::new_spanned(
+            value,
             format!("`{key}` expects a string, as `{key} = \"...\"`"),
         )),
     }
@@ -485,15 +493,15 @@ fn one_of(value: &Expr, key: &str, choices: &[&str]) -> syn::Result<At<String>> 
     let s = match lit(value) {
         Some(Lit::Str(s)) => s.value(),
         _ => {
-            return Err(syn::Error::new(
-                value.span(),
+            return Err(syn::Error::new_spanned(
+                value,
                 format!("`{key}` expects one of {expected}"),
             ))
         }
     };
     if !choices.contains(&s.as_str()) {
-        return Err(syn::Error::new(
-            value.span(),
+        return Err(syn::Error::new_spanned(
+            value,
             format!("unknown {key} \"{s}\"; expected one of {expected}"),
         ));
     }
@@ -510,8 +518,7 @@ fn duration(value: &Expr, key: &str) -> syn::Result<Nanos> {
     let nanos = match lit(value) {
         Some(Lit::Str(s)) => {
             let d = humantime::parse_duration(&s.value()).map_err(|e| {
-                syn::Error::new(
-                    value.span(),
+                syn::Error::new_spanned(value,
                     format!("`{key}`: cannot read \"{}\" as a duration ({e}); write it as \"250ms\", \"10s\" or \"5m\"", s.value()),
                 )
             })?;
@@ -519,10 +526,10 @@ fn duration(value: &Expr, key: &str) -> syn::Result<Nanos> {
         }
         _ => {
             let seconds =
-                number(value, key).map_err(|_| syn::Error::new(value.span(), &expected))?;
+                number(value, key).map_err(|_| syn::Error::new_spanned(value, &expected))?;
             if !seconds.is_finite() || seconds < 0.0 {
-                return Err(syn::Error::new(
-                    value.span(),
+                return Err(syn::Error::new_spanned(
+                    value,
                     format!("`{key}` must be a non-negative number of seconds, not {seconds}"),
                 ));
             }
@@ -531,10 +538,7 @@ fn duration(value: &Expr, key: &str) -> syn::Result<Nanos> {
         }
     };
     nanos.ok_or_else(|| {
-        syn::Error::new(
-            value.span(),
-            format!("`{key}` is too long (at most ~584 years)"),
-        )
+        syn::Error::new_spanned(value, format!("`{key}` is too long (at most ~584 years)"))
     })
 }
 
@@ -545,9 +549,9 @@ fn path(value: &Expr, key: &str, expected: &str) -> syn::Result<Path> {
         _ => match lit(value) {
             Some(Lit::Str(s)) => s
                 .parse::<Path>()
-                .map_err(|_| syn::Error::new(value.span(), format!("`{key}` expects {expected}"))),
-            _ => Err(syn::Error::new(
-                value.span(),
+                .map_err(|_| syn::Error::new_spanned(value, format!("`{key}` expects {expected}"))),
+            _ => Err(syn::Error::new_spanned(
+                value,
                 format!("`{key}` expects {expected}"),
             )),
         },
@@ -556,8 +560,8 @@ fn path(value: &Expr, key: &str, expected: &str) -> syn::Result<Path> {
 
 fn ident(value: &Expr, key: &str) -> syn::Result<Ident> {
     let expected = || {
-        syn::Error::new(
-            value.span(),
+        syn::Error::new_spanned(
+            value,
             format!("`{key}` expects a parameter name, as `{key} = api_key`"),
         )
     };

@@ -51,8 +51,8 @@ pub fn analyse(sig: &Signature, macro_name: &str) -> syn::Result<Analysed> {
         match input {
             FnArg::Receiver(r) => {
                 if r.reference.is_none() || r.mutability.is_some() || r.colon_token.is_some() {
-                    return Err(syn::Error::new(
-                        r.span(),
+                    return Err(syn::Error::new_spanned(
+                        r,
                         format!(
                             "`#[{macro_name}]` supports `&self` methods only: every attempt calls \
                              the method again, so it cannot take `self` by value or `&mut self`"
@@ -63,15 +63,13 @@ pub fn analyse(sig: &Signature, macro_name: &str) -> syn::Result<Analysed> {
             }
             FnArg::Typed(pt) => {
                 if let Type::ImplTrait(_) = &*pt.ty {
-                    return Err(syn::Error::new(
-                        pt.ty.span(),
+                    return Err(syn::Error::new_spanned(&pt.ty,
                         format!("`#[{macro_name}]` does not support `impl Trait` parameters (they make the function generic); name a concrete type"),
                     ));
                 }
                 if let Type::Reference(r) = &*pt.ty {
                     if r.mutability.is_some() {
-                        return Err(syn::Error::new(
-                            pt.ty.span(),
+                        return Err(syn::Error::new_spanned(&pt.ty,
                             format!("`#[{macro_name}]` does not support `&mut` parameters: every attempt gets the arguments again"),
                         ));
                     }

@@ -362,6 +362,25 @@ impl Args {
         calls
     }
 
+    /// Wraps a builder expression so that the backend's options set in the environment
+    /// (`OPERO_REDIS_URL`, `OPERO_DISK_DIR`) reach it: settings that belong outside the code.
+    pub fn with_env_options(&self, builder: TokenStream) -> TokenStream {
+        let p = private();
+        match (&self.cache, &self.cache_backend) {
+            (Some(true), Some(b)) if b.value != "memory" => {
+                let b = &b.value;
+                quote! {{
+                    let mut __opero_builder = #builder;
+                    for (__opero_option, __opero_value) in #p::env_cache_options(#b) {
+                        __opero_builder = __opero_builder.cache_option(__opero_option, __opero_value);
+                    }
+                    __opero_builder
+                }}
+            }
+            _ => builder,
+        }
+    }
+
     /// Items that fail to compile when the chosen backend's cargo feature of `opero` is off.
     pub fn feature_checks(&self) -> TokenStream {
         let Some(backend) = &self.cache_backend else {

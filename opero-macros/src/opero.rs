@@ -33,7 +33,8 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
     let setters = args.setters(&fn_name.to_string(), err_ty);
     let feature_checks = args.feature_checks();
     let builder = if args.cache == Some(true) {
-        quote! { #p::build_cached(|| #p::opero_builder() #setters) }
+        let b = args.with_env_options(quote! { #p::opero_builder() #setters });
+        quote! { #p::build_cached(|| #b) }
     } else {
         quote! { #p::build(#p::opero_builder() #setters) }
     };

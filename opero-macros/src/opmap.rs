@@ -132,7 +132,7 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
     if let Some(g) = args.progress {
         opmap_setters.extend(quote! { .progress(#g) });
     }
-    let builder = quote! { #p::opmap_builder() #setters #opmap_setters };
+    let builder = args.with_env_options(quote! { #p::opmap_builder() #setters #opmap_setters });
 
     let fallbacks = match fallback {
         Some(i) => {

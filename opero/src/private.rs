@@ -45,6 +45,23 @@ where
     }
 }
 
+/// The backend options a `#[opero]`/`#[opmap]` function with `cache_backend = "redis"` or
+/// `"disk"` reads from the environment on its first call: `OPERO_REDIS_URL` (the `url` option)
+/// and `OPERO_DISK_DIR` (the `dir` option). Unset, the backend's defaults apply.
+pub fn env_cache_options(backend: &str) -> Vec<(&'static str, String)> {
+    let from = |var: &str, option: &'static str| {
+        std::env::var(var)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .map(|v| (option, v))
+    };
+    match backend {
+        "redis" => from("OPERO_REDIS_URL", "url").into_iter().collect(),
+        "disk" => from("OPERO_DISK_DIR", "dir").into_iter().collect(),
+        _ => Vec::new(),
+    }
+}
+
 #[cold]
 fn unreachable_config(e: &OperoError) -> ! {
     // Every value the macro accepts was checked when the code was compiled; a failure here is a

@@ -69,7 +69,7 @@ fn fallback_values_are_tried_in_order_with_full_retries() {
     assert_eq!(err.len(), 4, "two attempts for each of two values");
     assert_eq!(err.fallbacks_tried(), 2);
     let keys = opero::Fallbacks::new(vec!["good"]).unwrap();
-    assert_eq!(with_key("Rome", keys.as_slice()).unwrap(), "Rome via good");
+    assert_eq!(with_key("Rome", &keys).unwrap(), "Rome via good");
 }
 
 static CACHED_CALLS: AtomicU32 = AtomicU32::new(0);

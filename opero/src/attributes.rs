@@ -32,7 +32,12 @@
 /// cache on, the arguments (and `self`) must be `serde::Serialize` and the value a cacheable
 /// `serde` type; every argument is `Clone` (each attempt gets it again; references are copied).
 /// Settings that belong outside the code (a Redis URL, a cache directory) come from the
-/// environment, as the backends read it. Methods take `&self`; generic functions are refused.
+/// environment: `OPERO_DISK_DIR` for `"disk"`, `OPERO_REDIS_URL` for `"redis"`, read on the first
+/// call. Methods take `&self`; generic functions are refused. An associated function without
+/// `self` is not recognised as one (a macro cannot see the `impl` around it): keep such a
+/// function free, or give it a `&self`. A backend that cannot be built on the first call (a
+/// Redis server that is down) leaves the function running uncached, with a logged error, as a
+/// backend failure later does.
 ///
 /// # Examples
 ///

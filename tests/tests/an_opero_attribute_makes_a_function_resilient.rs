@@ -153,3 +153,36 @@ async fn a_name_given_to_the_attribute_names_the_pipeline() {
     assert_eq!(named_async_opero().name(), Some("renamed"));
     assert_eq!(named_async_opero().metrics().cache_hits, 1);
 }
+
+/// A key function that keys every call by nothing but the function: one entry for all arguments.
+struct OneEntry;
+
+impl opero::KeyFn for OneEntry {
+    fn hash<A: serde::Serialize + ?Sized>(
+        &self,
+        namespace: &str,
+        function: &opero::FunctionId<'_>,
+        _args: &A,
+    ) -> Result<u128, opero::OperoError> {
+        opero::StableKey.hash(namespace, function, &())
+    }
+}
+
+static ONE_ENTRY_CALLS: AtomicU32 = AtomicU32::new(0);
+
+#[opero(cache = true, cache_key = OneEntry)]
+fn keyed_by_nothing(x: u32) -> Result<u32, String> {
+    ONE_ENTRY_CALLS.fetch_add(1, Ordering::SeqCst);
+    Ok(x)
+}
+
+#[test]
+fn cache_key_names_the_key_function() {
+    assert_eq!(keyed_by_nothing(1).unwrap(), 1);
+    assert_eq!(
+        keyed_by_nothing(2).unwrap(),
+        1,
+        "every call shares the one key"
+    );
+    assert_eq!(ONE_ENTRY_CALLS.load(Ordering::SeqCst), 1);
+}

@@ -128,3 +128,23 @@ fn a_cached_opmap_keeps_its_cache_between_calls() {
     let map = cached_item_opmap().as_ref().unwrap();
     assert_eq!(map.opero().metrics().cache_hits, 1);
 }
+
+// `retry_on` sees the function's own error type.
+#[allow(clippy::ptr_arg)]
+fn is_busy(e: &String) -> bool {
+    e == "busy"
+}
+
+static NOT_RETRIED: AtomicU32 = AtomicU32::new(0);
+
+#[opmap(workers = 2, progress = false, retries = 3, min_delay = 0, retry_on = is_busy)]
+fn gone(_x: &u32) -> Result<u32, String> {
+    NOT_RETRIED.fetch_add(1, Ordering::SeqCst);
+    Err("gone".into())
+}
+
+#[test]
+fn an_error_retry_on_rejects_ends_the_item_at_once() {
+    assert!(gone([1, 2]).iter().all(Result::is_err));
+    assert_eq!(NOT_RETRIED.load(Ordering::SeqCst), 2);
+}

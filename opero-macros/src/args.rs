@@ -298,7 +298,8 @@ impl Args {
     }
 
     /// The builder calls shared by both macros, after the builder expression `builder`.
-    pub fn setters(&self, fn_name: &str, error_ty: &syn::Type) -> TokenStream {
+    /// `method`: the function is a `&self` method, whose name must also name its type.
+    pub fn setters(&self, fn_name: &str, error_ty: &syn::Type, method: bool) -> TokenStream {
         let p = private();
         let name = self.name.clone().unwrap_or_else(|| fn_name.to_string());
         let mut calls = quote! {};
@@ -308,6 +309,9 @@ impl Args {
         }
         let name_tokens = if self.name.is_some() {
             quote! { #name }
+        } else if method {
+            // Two types of one module may each have a `get`: the type's path tells them apart.
+            quote! { ::std::format!("{}::{}", ::core::any::type_name::<Self>(), #name) }
         } else {
             // The function's path: unique per function, stable across edits around it.
             quote! { ::core::concat!(::core::module_path!(), "::", #name) }

@@ -3,7 +3,7 @@
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::{FnArg, Ident, ItemFn, Pat, PatIdent, PatType};
+use syn::{FnArg, ItemFn, Pat, PatIdent, PatType};
 
 use crate::args::{private, Args, Which};
 use crate::sig::{analyse, Analysed};
@@ -30,7 +30,7 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
     let vis = &func.vis;
     let attrs = &func.attrs;
     let types = args.pipeline_types(err_ty);
-    let setters = args.setters(&fn_name.to_string(), err_ty);
+    let setters = args.setters(&fn_name.to_string(), err_ty, sig.method);
     let feature_checks = args.feature_checks();
     let builder = if args.cache == Some(true) {
         let b = args.with_env_options(quote! { #p::opero_builder() #setters });
@@ -38,7 +38,8 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
     } else {
         quote! { #p::build(#p::opero_builder() #setters) }
     };
-    let name = name_tokens(&args, fn_name);
+    // The pipeline carries the function's name (given, or its path); the key takes it from there.
+    let name = quote! { __opero_pipeline.name().unwrap_or_default() };
 
     // The user's function, unchanged but for its name: the body each attempt runs.
     let mut body_fn = func.clone();
@@ -159,17 +160,6 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
             PIPELINE.get_or_init(|| #builder)
         }
     })
-}
-
-/// The name the function is cached under: `name = ".."`, or the function's module path.
-pub fn name_tokens(args: &Args, fn_name: &Ident) -> TokenStream {
-    match &args.name {
-        Some(n) => quote! { #n },
-        None => {
-            let f = fn_name.to_string();
-            quote! { ::core::concat!(::core::module_path!(), "::", #f) }
-        }
-    }
 }
 
 /// The position (among the typed parameters) of the `arg_fallback` parameter.

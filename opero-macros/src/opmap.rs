@@ -111,7 +111,7 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
     };
 
     let types = args.pipeline_types(err_ty);
-    let setters = args.setters(&fn_name.to_string(), err_ty);
+    let setters = args.setters(&fn_name.to_string(), err_ty, false);
     let mut opmap_setters = quote! {};
     if let Some(m) = &args.mode {
         let variant = match m.value.as_str() {

@@ -23,7 +23,7 @@
 /// | `cache_namespace` | a string | `"opero"` |
 /// | `cache_backend` | `"memory"`, `"disk"` (feature `disk`), `"redis"` (feature `redis`) | `"memory"` |
 /// | `rate_limit`, `burst` | permits per second, above 0; burst at least 1 | none, 1 |
-/// | `name` | the name the function is cached under | its path, `module_path!()::name` |
+/// | `name` | the name the function is cached under | its path, `module_path!()::name`; for a method `type_name::<Self>()::name` |
 /// | `key` | for a method, the parameters that make the key, `key = (a, b)` | `self` and every parameter but the fallback one |
 ///
 /// Every value is checked when the code compiles: an unknown key, a mistyped value, a duration

@@ -93,3 +93,25 @@ async fn an_async_method_is_cached_per_receiver_and_arguments() {
     assert_eq!(c.get_async(3).await.unwrap(), "c/3");
     assert_eq!(c.calls.load(Ordering::SeqCst), 1);
 }
+
+#[derive(Serialize)]
+struct Other {
+    base: String,
+}
+
+impl Other {
+    #[opero(cache = true, retries = 0)]
+    fn get(&self, id: u32) -> Result<String, String> {
+        Ok(format!("other {}/{id}", self.base))
+    }
+}
+
+#[test]
+fn two_types_methods_of_one_name_never_share_a_cache_entry() {
+    let client = Client::new("x");
+    let other = Other { base: "x".into() };
+    assert_eq!(client.get(9).unwrap(), "x/9");
+    assert_eq!(other.get(9).unwrap(), "other x/9");
+    assert_ne!(Client::get_opero().name(), Other::get_opero().name());
+    assert!(Other::get_opero().name().unwrap().ends_with("Other::get"));
+}

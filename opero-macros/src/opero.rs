@@ -100,14 +100,12 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
         }
         None => quote! { &[()] },
     };
-    let key = if args.cache == Some(true) {
-        quote! { &(#(#key,)*) }
-    } else {
-        // Without a cache there is no key to make.
-        quote! { &() }
-    };
-    let run = if func.sig.asyncness.is_some() {
-        quote! {
+    let key = quote! { &(#(#key,)*) };
+    let cached = args.cache == Some(true);
+    let is_async = func.sig.asyncness.is_some();
+    // Without a cache there is no key to make and no name to read: the retry loop alone.
+    let run = match (is_async, cached) {
+        (true, true) => quote! {
             __opero_pipeline
                 .call_attempts_async(
                     #p::FunctionId::named(#name),
@@ -119,16 +117,28 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
                     },
                 )
                 .await
-        }
-    } else {
-        quote! {
+        },
+        (true, false) => quote! {
+            __opero_pipeline
+                .run_attempts_async(#values, |__opero_value| {
+                    let __opero_attempt = #body_call;
+                    async move { __opero_attempt.await.map_err(#p::AttemptError::Failed) }
+                })
+                .await
+        },
+        (false, true) => quote! {
             __opero_pipeline.call_attempts(
                 #p::FunctionId::named(#name),
                 #key,
                 #values,
                 |_, __opero_value| #body_call.map_err(#p::AttemptError::Failed),
             )
-        }
+        },
+        (false, false) => quote! {
+            __opero_pipeline.run_attempts(#values, |__opero_value| {
+                #body_call.map_err(#p::AttemptError::Failed)
+            })
+        },
     };
 
     let (inner_fn, sibling_fn) = if sig.method {

@@ -186,3 +186,19 @@ fn cache_key_names_the_key_function() {
     );
     assert_eq!(ONE_ENTRY_CALLS.load(Ordering::SeqCst), 1);
 }
+
+#[opero(retries = 1, min_delay = 0, rate_limit = 1000.0, arg_fallback = key)]
+async fn spawnable(x: u64, key: String) -> Result<String, String> {
+    tokio::task::yield_now().await;
+    Ok(format!("{x}:{key}"))
+}
+
+#[tokio::test]
+async fn an_attributed_async_function_s_future_can_be_spawned() {
+    // `tokio::spawn` needs a `Send + 'static` future: owned arguments, values and a cached pipeline.
+    let cached = tokio::spawn(named_async(5)).await.unwrap();
+    assert_eq!(cached.unwrap(), 10);
+    let keys: &'static [String] = Box::leak(vec!["k".to_string()].into_boxed_slice());
+    let got = tokio::spawn(spawnable(3, keys)).await.unwrap();
+    assert_eq!(got.unwrap(), "3:k");
+}

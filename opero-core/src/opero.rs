@@ -74,6 +74,15 @@ impl Fallbacks<()> {
     }
 }
 
+/// A `&Fallbacks<V>` is a `&[V]`: what a `#[opero(arg_fallback = ..)]` parameter takes.
+impl<V> std::ops::Deref for Fallbacks<V> {
+    type Target = [V];
+
+    fn deref(&self) -> &[V] {
+        &self.values
+    }
+}
+
 impl<V> fmt::Debug for Fallbacks<V> {
     // Fallback values may be secrets, so only their number is shown.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -5,6 +5,16 @@
 #[allow(clippy::manual_async_fn)]
 mod any_cache;
 
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
+
+#[cfg(feature = "macros")]
+mod attributes;
+#[cfg(feature = "macros")]
+#[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
+pub use attributes::*;
+
 pub use any_cache::AnyCache;
 #[cfg(feature = "disk")]
 #[cfg_attr(docsrs, doc(cfg(feature = "disk")))]

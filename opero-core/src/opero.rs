@@ -330,13 +330,25 @@ where
         P: RetryPolicy<E>,
         E: Display,
     {
-        let function = FunctionId::of::<F>(Location::caller());
+        // Without a cache there is no identity to compute: the hot no-fault path stays as
+        // short as the bare attempt loop.
+        let function = self
+            .shared
+            .cache
+            .is_some()
+            .then(|| FunctionId::of::<F>(Location::caller()));
         async move {
-            self.call_attempts_async(function, &(), NO_FALLBACK, |_, _| {
+            let mut attempt = || {
                 let fut = f();
                 async move { fut.await.map_err(AttemptError::Failed) }
-            })
-            .await
+            };
+            match function {
+                None => self.attempts().run_async(NO_FALLBACK, |_| attempt()).await,
+                Some(function) => {
+                    self.call_attempts_async(function, &(), NO_FALLBACK, |_, _| attempt())
+                        .await
+                }
+            }
         }
     }
 

@@ -38,6 +38,14 @@ impl Depth {
     fn leave(&self) {
         self.now.set(self.now.get() - 1);
     }
+
+    /// Runs `step` one level deeper, refusing it past the limit.
+    fn nested<T, E: de::Error>(&self, step: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
+        self.enter()?;
+        let out = step();
+        self.leave();
+        out
+    }
 }
 
 /// Deserializes `T` from `deserializer`, refusing nesting deeper than `max`.
@@ -191,23 +199,21 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Wrap<'_, V> {
     }
 
     fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
-        self.depth.enter()?;
-        let out = self.inner.visit_some(Limited {
-            inner: d,
-            depth: self.depth,
-        });
-        self.depth.leave();
-        out
+        self.depth.nested(|| {
+            self.inner.visit_some(Limited {
+                inner: d,
+                depth: self.depth,
+            })
+        })
     }
 
     fn visit_newtype_struct<D2: Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
-        self.depth.enter()?;
-        let out = self.inner.visit_newtype_struct(Limited {
-            inner: d,
-            depth: self.depth,
-        });
-        self.depth.leave();
-        out
+        self.depth.nested(|| {
+            self.inner.visit_newtype_struct(Limited {
+                inner: d,
+                depth: self.depth,
+            })
+        })
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
@@ -236,13 +242,12 @@ impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Seed<'_, S> {
     type Value = S::Value;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        self.depth.enter()?;
-        let out = self.inner.deserialize(Limited {
-            inner: d,
-            depth: self.depth,
-        });
-        self.depth.leave();
-        out
+        self.depth.nested(|| {
+            self.inner.deserialize(Limited {
+                inner: d,
+                depth: self.depth,
+            })
+        })
     }
 }
 
@@ -323,16 +328,15 @@ impl<'de, A: VariantAccess<'de>> VariantAccess<'de> for Variant<'_, A> {
     }
 
     fn tuple_variant<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, A::Error> {
-        self.depth.enter()?;
-        let out = self.inner.tuple_variant(
-            len,
-            Wrap {
-                inner: visitor,
-                depth: self.depth,
-            },
-        );
-        self.depth.leave();
-        out
+        self.depth.nested(|| {
+            self.inner.tuple_variant(
+                len,
+                Wrap {
+                    inner: visitor,
+                    depth: self.depth,
+                },
+            )
+        })
     }
 
     fn struct_variant<V: Visitor<'de>>(
@@ -340,16 +344,15 @@ impl<'de, A: VariantAccess<'de>> VariantAccess<'de> for Variant<'_, A> {
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, A::Error> {
-        self.depth.enter()?;
-        let out = self.inner.struct_variant(
-            fields,
-            Wrap {
-                inner: visitor,
-                depth: self.depth,
-            },
-        );
-        self.depth.leave();
-        out
+        self.depth.nested(|| {
+            self.inner.struct_variant(
+                fields,
+                Wrap {
+                    inner: visitor,
+                    depth: self.depth,
+                },
+            )
+        })
     }
 }
 

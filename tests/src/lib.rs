@@ -33,3 +33,27 @@ pub fn cached_in<C: opero::CacheBackend>(cache: C, namespace: &str) -> opero::Op
 pub fn cached<C: opero::CacheBackend>(cache: C) -> opero::Opero<C> {
     cached_in(cache, &conformance::fresh_namespace())
 }
+
+/// Processes whose parent is `parent`, zombies included (an unreaped child is left behind too).
+pub fn children_of(parent: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // The command name sits in parentheses and may hold spaces: the fields after it are
+        // state, then the parent's pid.
+        let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+        let ppid = after_name
+            .split(' ')
+            .nth(1)
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(parent) {
+            out.push(pid);
+        }
+    }
+    out
+}

@@ -39,23 +39,9 @@ async fn nap(ms: u64) -> Result<u64, String> {
 
 /// Processes whose parent is this one, zombies included (an unreaped child is left behind too).
 fn my_children() -> BTreeSet<u32> {
-    let me = std::process::id();
-    let mut out = BTreeSet::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // The command name sits in parentheses and may hold spaces: the fields after it are
-        // state, then the parent's pid.
-        let after_name = &stat[stat.rfind(')').unwrap() + 2..];
-        if after_name.split(' ').nth(1) == Some(me.to_string().as_str()) {
-            out.insert(pid);
-        }
-    }
-    out
+    opero_tests::children_of(std::process::id())
+        .into_iter()
+        .collect()
 }
 
 /// A handle on one process that stays on that process: a signal sent through it can never hit

@@ -7,6 +7,7 @@
 use std::time::{Duration, Instant};
 
 use opero::opmap;
+use opero_tests::children_of;
 
 opero::enable_process_test_support!();
 
@@ -17,30 +18,6 @@ fn double(x: &u32) -> Result<u32, String> {
 async fn slow(x: u32) -> Result<u32, String> {
     tokio::time::sleep(Duration::from_secs(30)).await;
     Ok(x)
-}
-
-/// Processes whose parent is `parent`, zombies included (an unreaped child is left behind too).
-fn children_of(parent: u32) -> Vec<u32> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // The command name sits in parentheses and may hold spaces: the fields after it are
-        // state, then the parent's pid.
-        let after_name = &stat[stat.rfind(')').unwrap() + 2..];
-        let ppid = after_name
-            .split(' ')
-            .nth(1)
-            .and_then(|p| p.parse::<u32>().ok());
-        if ppid == Some(parent) {
-            out.push(pid);
-        }
-    }
-    out
 }
 
 fn my_children() -> Vec<u32> {

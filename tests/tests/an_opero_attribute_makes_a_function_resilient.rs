@@ -202,3 +202,44 @@ async fn an_attributed_async_function_s_future_can_be_spawned() {
     let got = tokio::spawn(spawnable(3, keys)).await.unwrap();
     assert_eq!(got.unwrap(), "3:k");
 }
+
+#[opero(
+    retries = 4,
+    backoff_factor = 2.5,
+    min_delay = "5ms",
+    max_delay = "1s",
+    jitter = "none",
+    cache = true,
+    cache_ttl = "10m",
+    cache_namespace = "settings",
+    rate_limit = 0.5,
+    burst = 3
+)]
+fn every_setting(x: u32) -> Result<u32, String> {
+    Ok(x)
+}
+
+#[test]
+fn every_setting_of_the_attribute_reaches_the_pipeline() {
+    use opero::RateLimiter;
+    let opero = every_setting_opero();
+    let retry = opero.retry_policy().config();
+    assert_eq!(retry.retries, 4);
+    assert_eq!(retry.backoff_factor, 2.5);
+    assert_eq!(retry.min_delay, std::time::Duration::from_millis(5));
+    assert_eq!(retry.max_delay, std::time::Duration::from_secs(1));
+    assert_eq!(retry.jitter, opero::Jitter::None);
+    assert_eq!(
+        opero.cache_config().ttl,
+        Some(std::time::Duration::from_secs(600))
+    );
+    assert_eq!(opero.cache_config().namespace, "settings");
+    assert_eq!(every_setting(1).unwrap(), 1);
+    assert_eq!(every_setting(1).unwrap(), 1);
+    assert_eq!(opero.metrics().cache_hits, 1);
+    // The first call took one permit (the hit took none); a burst of 3 leaves two, and the next
+    // comes in 2 s.
+    let limiter = opero.rate_limiter().expect("rate_limit builds a limiter");
+    assert!(limiter.try_acquire() && limiter.try_acquire());
+    assert!(!limiter.try_acquire());
+}

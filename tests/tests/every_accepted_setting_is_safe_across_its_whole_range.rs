@@ -36,6 +36,16 @@ fn a_thousand_year_ttl_never_expires_on_memory_and_disk() {
         let dir = tempfile::tempdir().unwrap();
         cached_twice(&Opero::with_cache(cfg, DiskCache::new(dir.path())).unwrap());
     }
+    // Redis: past 2^62 ms the entry is set without an expiry instead of being refused by Redis.
+    let server = opero_tests::RedisServer::start();
+    let redis = opero::RedisCache::new(opero::RedisOptions::url(server.url())).unwrap();
+    let opero = Opero::with_cache(
+        OperoConfig::from_json(r#"{"cache": {"enabled": true, "ttl": "1000000000y"}}"#).unwrap(),
+        redis,
+    )
+    .unwrap();
+    cached_twice(&opero);
+    assert_eq!(opero.metrics().cache_errors, 0, "the SET was accepted");
     let max = Opero::<MemoryCache>::builder()
         .cache(true)
         .cache_ttl(Duration::MAX)
@@ -79,6 +89,7 @@ fn huge_redis_waits_are_refused_by_name() {
         ("down_max_wait", "1e19"),
         ("connect_timeout", "18446744073709551615s"),
         ("response_timeout", "100y"),
+        ("down_min_wait", "2d"),
     ] {
         let mut cache = CacheConfig::enabled("redis");
         cache

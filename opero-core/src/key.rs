@@ -95,6 +95,16 @@ impl<'a> FunctionId<'a> {
         }
     }
 
+    /// An id that names no function, for a pipeline without a cache, where no key is made.
+    pub(crate) const fn unused() -> FunctionId<'static> {
+        FunctionId {
+            name: None,
+            type_name: "",
+            location: None,
+            anonymous: None,
+        }
+    }
+
     /// This id, or `name` instead when one is given.
     pub fn or_named(self, name: Option<&'a str>) -> Self {
         match name {

@@ -306,12 +306,7 @@ where
         P: RetryPolicy<E>,
         E: Display,
     {
-        if self.shared.cache.is_none() {
-            return self
-                .attempts()
-                .run_sync(NO_FALLBACK, |_| f().map_err(AttemptError::Failed));
-        }
-        let function = FunctionId::of::<F>(Location::caller());
+        let function = self.identity_of::<F>(Location::caller());
         self.call_attempts(function, &(), NO_FALLBACK, |_, _| {
             f().map_err(AttemptError::Failed)
         })
@@ -330,25 +325,13 @@ where
         P: RetryPolicy<E>,
         E: Display,
     {
-        // Without a cache there is no identity to compute: the hot no-fault path stays as
-        // short as the bare attempt loop.
-        let function = self
-            .shared
-            .cache
-            .is_some()
-            .then(|| FunctionId::of::<F>(Location::caller()));
+        let function = self.identity_of::<F>(Location::caller());
         async move {
-            let mut attempt = || {
+            self.call_attempts_async(function, &(), NO_FALLBACK, |_, _| {
                 let fut = f();
                 async move { fut.await.map_err(AttemptError::Failed) }
-            };
-            match function {
-                None => self.attempts().run_async(NO_FALLBACK, |_| attempt()).await,
-                Some(function) => {
-                    self.call_attempts_async(function, &(), NO_FALLBACK, |_, _| attempt())
-                        .await
-                }
-            }
+            })
+            .await
         }
     }
 
@@ -367,7 +350,7 @@ where
         P: RetryPolicy<E>,
         E: Display,
     {
-        let function = FunctionId::of::<F>(Location::caller());
+        let function = self.identity_of::<F>(Location::caller());
         self.call_attempts(function, &(), fallbacks.as_slice(), |_, v| {
             f(v).map_err(AttemptError::Failed)
         })
@@ -389,7 +372,7 @@ where
         P: RetryPolicy<E>,
         E: Display,
     {
-        let function = FunctionId::of::<F>(Location::caller());
+        let function = self.identity_of::<F>(Location::caller());
         async move {
             self.call_attempts_async(function, &(), fallbacks.as_slice(), |_, v: &V| {
                 let fut = f(v.clone());
@@ -410,7 +393,7 @@ where
         P: RetryPolicy<E>,
         E: Display,
     {
-        let function = FunctionId::of::<F>(Location::caller());
+        let function = self.identity_of::<F>(Location::caller());
         self.call_attempts(function, args, NO_FALLBACK, |a, _| {
             f(a).map_err(AttemptError::Failed)
         })
@@ -432,7 +415,7 @@ where
         P: RetryPolicy<E>,
         E: Display,
     {
-        let function = FunctionId::of::<F>(Location::caller());
+        let function = self.identity_of::<F>(Location::caller());
         async move {
             self.call_attempts_async(function, &args, NO_FALLBACK, |a: &A, _| {
                 let fut = f(a.clone());
@@ -458,7 +441,7 @@ where
         P: RetryPolicy<E>,
         E: Display,
     {
-        let function = FunctionId::of::<F>(Location::caller());
+        let function = self.identity_of::<F>(Location::caller());
         self.call_attempts(function, args, fallbacks.as_slice(), |a, v| {
             f(a, v).map_err(AttemptError::Failed)
         })
@@ -481,7 +464,7 @@ where
         P: RetryPolicy<E>,
         E: Display,
     {
-        let function = FunctionId::of::<F>(Location::caller());
+        let function = self.identity_of::<F>(Location::caller());
         async move {
             self.call_attempts_async(function, &args, fallbacks.as_slice(), |a: &A, v: &V| {
                 let fut = f(a.clone(), v.clone());
@@ -494,6 +477,7 @@ where
     /// The general sync form on which the others stand: cache lookup by `(function, args)`, then
     /// `f(args, value)` over `values` with retries, where `f` reports each failure as an
     /// [`AttemptError`] (so an executor can report a panic or a crashed worker).
+    #[inline]
     pub fn call_attempts<A, V, T, E, F>(
         &self,
         function: FunctionId<'_>,
@@ -508,9 +492,29 @@ where
         P: RetryPolicy<E>,
         E: Display,
     {
-        let Some(cache) = &self.shared.cache else {
-            return self.attempts().run_sync(values, |v| f(args, v));
-        };
+        // Inlined up to here, so that an uncached call costs the bare attempt loop.
+        match &self.shared.cache {
+            None => self.attempts().run_sync(values, |v| f(args, v)),
+            Some(cache) => self.call_cached(cache, function, args, values, f),
+        }
+    }
+
+    /// [`call_attempts`](Self::call_attempts) with a cache.
+    fn call_cached<A, V, T, E, F>(
+        &self,
+        cache: &C,
+        function: FunctionId<'_>,
+        args: &A,
+        values: &[V],
+        mut f: F,
+    ) -> Result<T, AllFailedError<E>>
+    where
+        A: ?Sized,
+        C: CacheFor<A, T>,
+        F: FnMut(&A, &V) -> Result<T, AttemptError<E>>,
+        P: RetryPolicy<E>,
+        E: Display,
+    {
         let function = function.or_named(self.name());
         let Some(key) = self.make_key(&function, |ns| {
             C::key_hash(&self.shared.key_fn, ns, &function, args)
@@ -674,6 +678,17 @@ where
         args: &A,
     ) -> Option<CacheKey<'k>> {
         self.make_key(function, |ns| self.shared.key_fn.hash(ns, function, args))
+    }
+
+    /// The identity of a call's function, computed only when a cache will key on it: the
+    /// no-fault path of an uncached pipeline stays as short as the bare attempt loop.
+    #[inline]
+    fn identity_of<F>(&self, at: &'static Location<'static>) -> FunctionId<'static> {
+        if self.shared.cache.is_some() {
+            FunctionId::of::<F>(at)
+        } else {
+            FunctionId::unused()
+        }
     }
 
     fn make_key<'k>(

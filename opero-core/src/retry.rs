@@ -87,6 +87,16 @@ pub enum Jitter {
     /// Uniform in `[min_delay, d(n)]`, as the original `opero` did.
     #[default]
     Full,
+    /// Decorrelated jitter, the "V2" form Polly adopted: exponential growth by
+    /// `backoff_factor` with a random factor that smooths the curve, so that many clients
+    /// retrying together spread out with no spikes and no long gaps.
+    ///
+    /// Retry `n` draws `t = n - 1 + r` with `r` uniform in `[0, 1)`, and waits
+    /// `min_delay * (g(t) - g(t - 1)) / 1.4` with `g(t) = backoff_factor^t * tanh(sqrt(4t))`
+    /// (`g` is 0 below `t = 0`), which puts the median first delay near `min_delay`; the result
+    /// is clamped to `[min_delay, max_delay]`. Each retry draws on its own: the policy keeps no
+    /// state between calls.
+    Decorrelated,
 }
 
 /// Which of the user's errors are worth retrying: every one or none, as a config value.
@@ -312,15 +322,54 @@ impl<R> Backoff<R> {
         if n == 0 || n > self.config.retries {
             return None;
         }
-        let ceiling = self.ceiling(n);
         Some(match self.config.jitter {
-            Jitter::None => ceiling,
+            Jitter::None => self.ceiling(n),
             Jitter::Full => {
+                let ceiling = self.ceiling(n);
                 let floor = self.config.min_delay;
                 let span = (ceiling - floor).as_secs_f64();
                 floor + Duration::from_secs_f64(span * fastrand::f64())
             }
+            Jitter::Decorrelated => self.decorrelated(n, fastrand::f64()),
         })
+    }
+
+    /// The [`Jitter::Decorrelated`] delay before retry `n` (1-based) for the random draw `r` in
+    /// `[0, 1)`, clamped to `[min_delay, max_delay]`; exposed so that its bounds can be checked
+    /// over any draw.
+    ///
+    /// ```
+    /// use opero_core::{Backoff, Jitter, RetryConfig};
+    /// use std::time::Duration;
+    ///
+    /// let b = Backoff::new(RetryConfig { jitter: Jitter::Decorrelated, ..Default::default() }).unwrap();
+    /// for r in [0.0, 0.5, 0.999] {
+    ///     let d = b.decorrelated(3, r);
+    ///     assert!(d >= Duration::from_millis(100) && d <= Duration::from_secs(30));
+    /// }
+    /// ```
+    pub fn decorrelated(&self, n: u32, r: f64) -> Duration {
+        // tanh(sqrt(4t)) bends the exponential at its start so that the first delays are not
+        // all near zero; dividing by 1.4 brings the median first delay to about `min_delay`.
+        const SCALE: f64 = 1.0 / 1.4;
+        let c = &self.config;
+        let factor = c.backoff_factor;
+        let g = |t: f64| {
+            if t <= 0.0 {
+                0.0
+            } else {
+                factor.powf(t) * (4.0 * t).sqrt().tanh()
+            }
+        };
+        let r = if r.is_finite() { r.clamp(0.0, 1.0) } else { 0.0 };
+        let t = f64::from(n.saturating_sub(1)) + r;
+        let secs = c.min_delay.as_secs_f64() * (g(t) - g(t - 1.0)) * SCALE;
+        if secs.is_nan() || secs >= c.max_delay.as_secs_f64() {
+            return c.max_delay;
+        }
+        Duration::try_from_secs_f64(secs.max(0.0))
+            .unwrap_or(c.max_delay)
+            .clamp(c.min_delay, c.max_delay)
     }
 
     /// The delays of every retry in order: backoff as data.

@@ -204,7 +204,7 @@ impl Args {
                 self.cache_ttl = Some(ttl);
             }
             "jitter" => {
-                self.jitter = Some(one_of(value, &key, &["none", "full"])?);
+                self.jitter = Some(one_of(value, &key, &["none", "full", "decorrelated"])?);
             }
             "cache_backend" => self.cache_backend = Some(one_of(value, &key, BACKENDS)?),
             "mode" => self.mode = Some(one_of(value, &key, MODES)?),
@@ -332,10 +332,10 @@ impl Args {
             calls.extend(quote! { .max_delay(::core::time::Duration::from_nanos(#n)) });
         }
         if let Some(j) = &self.jitter {
-            let variant = if j.value == "none" {
-                quote!(None)
-            } else {
-                quote!(Full)
+            let variant = match j.value.as_str() {
+                "none" => quote!(None),
+                "decorrelated" => quote!(Decorrelated),
+                _ => quote!(Full),
             };
             calls.extend(quote! { .jitter(#p::Jitter::#variant) });
         }

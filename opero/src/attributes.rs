@@ -14,7 +14,7 @@
 /// | `retries` | retries after the first attempt, per fallback value | `3` |
 /// | `backoff_factor` | growth of the delay, at least 1 | `1.5` |
 /// | `min_delay`, `max_delay` | `"250ms"`, `"30s"`, or seconds (`0.25`) | `"100ms"`, `"30s"` |
-/// | `jitter` | `"full"` or `"none"` | `"full"` |
+/// | `jitter` | `"full"`, `"none"` or `"decorrelated"` | `"full"` |
 /// | `retry_on` | a path to `fn(&E) -> bool` | every error |
 /// | `arg_fallback` | a parameter: the function then takes `&[T]` for it (a `Fallbacks<T>` derefs to one) and runs with each value in turn, each with full retries; the value is never part of the cache key | none |
 /// | `cache` | `true` / `false` | `false` |

@@ -66,5 +66,5 @@ pub use key::{CacheKey, FunctionId, FunctionLabel, KeyFn, StableKey};
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use opero::{Fallbacks, Opero, OperoBuilder, Wrapped, WrappedAsync};
 pub use rate_limit::{Acquire, BucketClock, RateLimiter, TokenBucket};
-pub use retry::{Backoff, Jitter, RetryOn, RetryPolicy, RetryPredicate};
+pub use retry::{Backoff, Jitter, NoHint, RetryHint, RetryOn, RetryPolicy, RetryPredicate};
 pub use sleep::{timeout, Elapsed};

@@ -1092,7 +1092,7 @@ impl<C> OperoBuilder<C> {
     }
 }
 
-impl<C, K, R> OperoBuilder<C, K, Backoff<R>> {
+impl<C, K, R, H> OperoBuilder<C, K, Backoff<R, H>> {
     fn retry_changed(mut self, change: impl FnOnce(&mut crate::config::RetryConfig)) -> Self {
         change(&mut self.config.retry);
         self.policy.set_config(self.config.retry.clone());
@@ -1166,9 +1166,47 @@ impl<C, K, R> OperoBuilder<C, K, Backoff<R>> {
     /// let _ = opero.run(|| { calls += 1; Err::<(), u16>(404) });
     /// assert_eq!(calls, 1, "a 404 is not retried");
     /// ```
-    pub fn retry_on<R2>(self, retry_on: R2) -> OperoBuilder<C, K, Backoff<R2>> {
+    pub fn retry_on<R2>(self, retry_on: R2) -> OperoBuilder<C, K, Backoff<R2, H>> {
         OperoBuilder {
             policy: self.policy.with_retry_on(retry_on),
+            config: self.config,
+            cache: self.cache,
+            key_fn: self.key_fn,
+            limiter: self.limiter,
+            name: self.name,
+        }
+    }
+
+    /// A server's hint of the least delay before the next attempt, read from the function's
+    /// error: `|e: &MyError| e.retry_after` (see [`RetryHint`](crate::RetryHint)). Default: none.
+    ///
+    /// It sits in the retry step and only sets *how long* to wait: the delay is the backoff's
+    /// (jitter applied) raised to the hint, capped by `max_delay` and by the
+    /// [`deadline`](Self::deadline). `retry_on` and `retries` still decide *whether* to retry,
+    /// and a crashed or timed-out attempt keeps the backoff's delay.
+    ///
+    /// ```
+    /// use opero_core::{Jitter, NoCache, Opero};
+    /// use std::time::Duration;
+    ///
+    /// struct Busy { retry_after: Option<Duration> }
+    /// let opero = Opero::<NoCache>::builder()
+    ///     .retries(1)
+    ///     .min_delay(Duration::ZERO)
+    ///     .max_delay(Duration::from_millis(20))
+    ///     .jitter(Jitter::None)
+    ///     .retry_after(|e: &Busy| e.retry_after)
+    ///     .build()
+    ///     .unwrap();
+    /// let start = std::time::Instant::now();
+    /// let mut calls = 0;
+    /// let _ = opero.run(|| { calls += 1; Err::<(), _>(Busy { retry_after: Some(Duration::from_secs(60)) }) });
+    /// assert_eq!(calls, 2);
+    /// assert!(start.elapsed() >= Duration::from_millis(20), "the hint waited, capped by max_delay");
+    /// ```
+    pub fn retry_after<H2>(self, hint: H2) -> OperoBuilder<C, K, Backoff<R, H2>> {
+        OperoBuilder {
+            policy: self.policy.with_retry_after(hint),
             config: self.config,
             cache: self.cache,
             key_fn: self.key_fn,

@@ -13,8 +13,10 @@ use crate::error::OperoError;
 /// `attempt` is the 1-based number of the attempt that just failed, counted per fallback value.
 /// Return `Some(delay)` to retry after `delay`, `None` to stop retrying this fallback value.
 ///
-/// Any `Fn(u32, &E) -> Option<Duration>` is a policy, so a policy that honours a server's
-/// Retry-After hint is a closure.
+/// Any `Fn(u32, &E) -> Option<Duration>` is a policy. A closure policy replaces the built-in
+/// [`Backoff`] whole (its jitter, `retry_on` and the retries of crashed attempts); to honour a
+/// server's Retry-After hint and keep them, give the hint to the builders' `retry_after` instead
+/// (see [`RetryHint`]).
 ///
 /// # Examples
 ///
@@ -207,6 +209,60 @@ impl<E: ?Sized, F: Fn(&E) -> bool> RetryPredicate<E> for F {
     }
 }
 
+/// A server's hint of how long to wait before the next attempt, read from the error: an HTTP
+/// `Retry-After`, a gRPC `RetryInfo`, a rate-limit reset time.
+///
+/// Any `Fn(&E) -> Option<Duration>` is a hint, given to the builders' `retry_after`. It composes
+/// with [`Backoff`]: the delay before a retry is the backoff's delay (jitter applied) raised to
+/// the hint, then capped by `max_delay` (and, in the pipeline, by the deadline). It never decides
+/// *whether* to retry: `retry_on` and the retry count still do, and a crashed or timed-out
+/// attempt (which has no error to read) keeps the backoff's delay.
+///
+/// # Examples
+///
+/// ```
+/// use opero_core::{Backoff, Jitter, RetryConfig, RetryHint, RetryPolicy};
+/// use std::time::Duration;
+///
+/// struct Http { status: u16, retry_after: Option<Duration> }
+///
+/// let hint = |e: &Http| e.retry_after;
+/// let busy = Http { status: 429, retry_after: Some(Duration::from_secs(2)) };
+/// assert_eq!(hint.retry_after(&busy), Some(Duration::from_secs(2)));
+///
+/// let backoff = Backoff::new(RetryConfig { jitter: Jitter::None, max_delay: Duration::from_secs(10), ..Default::default() })
+///     .unwrap()
+///     .with_retry_after(hint);
+/// // The hint wins over the 100 ms backoff...
+/// assert_eq!(backoff.retry_delay(1, &busy), Some(Duration::from_secs(2)));
+/// // ...the backoff wins over a shorter hint or none...
+/// assert_eq!(backoff.retry_delay(1, &Http { status: 503, retry_after: None }), Some(Duration::from_millis(100)));
+/// // ...and `max_delay` caps both.
+/// let later = Http { status: 429, retry_after: Some(Duration::from_secs(3600)) };
+/// assert_eq!(backoff.retry_delay(1, &later), Some(Duration::from_secs(10)));
+/// ```
+pub trait RetryHint<E: ?Sized> {
+    /// The least delay the error asks for, if it says.
+    fn retry_after(&self, error: &E) -> Option<Duration>;
+}
+
+/// No server hint: the backoff alone sets the delay. The default of [`Backoff`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct NoHint;
+
+impl<E: ?Sized> RetryHint<E> for NoHint {
+    #[inline]
+    fn retry_after(&self, _error: &E) -> Option<Duration> {
+        None
+    }
+}
+
+impl<E: ?Sized, F: Fn(&E) -> Option<Duration>> RetryHint<E> for F {
+    fn retry_after(&self, error: &E) -> Option<Duration> {
+        self(error)
+    }
+}
+
 /// The built-in retry policy: exponential backoff with optional jitter.
 ///
 /// The delay before retry `n` (n = 1, 2, ...) is `d(n) = min(max_delay, min_delay * backoff_factor^(n-1))`,
@@ -234,9 +290,10 @@ impl<E: ?Sized, F: Fn(&E) -> bool> RetryPredicate<E> for F {
 /// assert_eq!(delays, [100, 200, 400, 500].map(Duration::from_millis));
 /// ```
 #[derive(Clone)]
-pub struct Backoff<R = RetryOn> {
+pub struct Backoff<R = RetryOn, H = NoHint> {
     config: RetryConfig,
     retry_on: R,
+    hint: H,
 }
 
 impl Default for Backoff {
@@ -245,11 +302,12 @@ impl Default for Backoff {
     }
 }
 
-impl<R> fmt::Debug for Backoff<R> {
+impl<R, H> fmt::Debug for Backoff<R, H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Backoff")
             .field("config", &self.config)
             .field("retry_on", &std::any::type_name::<R>())
+            .field("retry_after", &std::any::type_name::<H>())
             .finish()
     }
 }
@@ -266,11 +324,12 @@ impl Backoff {
         Backoff {
             retry_on: config.retry_on,
             config,
+            hint: NoHint,
         }
     }
 }
 
-impl<R> Backoff<R> {
+impl<R, H> Backoff<R, H> {
     /// The same schedule, retrying only the errors `retry_on` accepts.
     ///
     /// ```
@@ -280,11 +339,27 @@ impl<R> Backoff<R> {
     /// assert!(backoff.retry_delay(1, &503).is_some());
     /// assert!(backoff.retry_delay(1, &404).is_none());
     /// ```
-    pub fn with_retry_on<R2>(self, retry_on: R2) -> Backoff<R2> {
+    pub fn with_retry_on<R2>(self, retry_on: R2) -> Backoff<R2, H> {
         Backoff {
             config: self.config,
             retry_on,
+            hint: self.hint,
         }
+    }
+
+    /// The same schedule, each delay raised to the server's hint read from the error (see
+    /// [`RetryHint`]) and capped by `max_delay`.
+    pub fn with_retry_after<H2>(self, hint: H2) -> Backoff<R, H2> {
+        Backoff {
+            config: self.config,
+            retry_on: self.retry_on,
+            hint,
+        }
+    }
+
+    /// The server hint.
+    pub fn retry_after(&self) -> &H {
+        &self.hint
     }
 
     /// The predicate that decides which errors are retried.
@@ -378,12 +453,18 @@ impl<R> Backoff<R> {
     }
 }
 
-impl<E: ?Sized, R: RetryPredicate<E>> RetryPolicy<E> for Backoff<R> {
+impl<E: ?Sized, R: RetryPredicate<E>, H: RetryHint<E>> RetryPolicy<E> for Backoff<R, H> {
     fn retry_delay(&self, attempt: u32, error: &E) -> Option<Duration> {
         if !self.retry_on.should_retry(error) {
             return None;
         }
-        self.delay(attempt)
+        let delay = self.delay(attempt)?;
+        match self.hint.retry_after(error) {
+            // At least the hint, never past max_delay: a server asking for an hour does not
+            // hold the call longer than the settings allow (the deadline cuts it further).
+            Some(hint) if hint > delay => Some(hint.min(self.config.max_delay).max(delay)),
+            _ => Some(delay),
+        }
     }
 
     fn retry_delay_after_fault(&self, attempt: u32) -> Option<Duration> {

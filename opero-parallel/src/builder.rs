@@ -101,11 +101,17 @@ macro_rules! forward {
     )*};
 }
 
-impl<C, K, R> OpmapBuilder<C, K, Backoff<R>> {
+impl<C, K, R, H> OpmapBuilder<C, K, Backoff<R, H>> {
     /// Which errors to retry: [`RetryOn`](opero_core::RetryOn) or a predicate on the function's error type,
     /// `|e: &MyError| ..`; a predicate on another type does not compile. Default: all.
-    pub fn retry_on<R2>(self, retry_on: R2) -> OpmapBuilder<C, K, Backoff<R2>> {
+    pub fn retry_on<R2>(self, retry_on: R2) -> OpmapBuilder<C, K, Backoff<R2, H>> {
         self.with_opero(|o| o.retry_on(retry_on))
+    }
+
+    /// A server's hint of the least delay before an item's next attempt, read from the error
+    /// (see [`OperoBuilder::retry_after`]). Default: none.
+    pub fn retry_after<H2>(self, hint: H2) -> OpmapBuilder<C, K, Backoff<R, H2>> {
+        self.with_opero(|o| o.retry_after(hint))
     }
 
     forward! {

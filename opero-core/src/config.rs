@@ -49,6 +49,27 @@ pub struct RetryConfig {
     pub jitter: Jitter,
     /// Which of the user's errors are retried (not serialized: set it in code).
     pub retry_on: RetryOn,
+    /// The whole call's time budget, across every fallback value and every retry; `None` (the
+    /// default) for none. It wraps the fallback, retry, rate-limit and call steps (a cache hit
+    /// never meets it): no delay or permit wait runs past it, a retry whose delay would cross it
+    /// is not started, no further fallback value is tried after it, and in the async forms an
+    /// attempt still running when it passes is cut ([`AttemptError::DeadlineExceeded`]). The
+    /// sync forms check it between attempts. A call it ends says so in
+    /// [`AllFailedError::ended_by_deadline`]. Must be positive.
+    ///
+    /// [`AttemptError::DeadlineExceeded`]: crate::AttemptError::DeadlineExceeded
+    /// [`AllFailedError::ended_by_deadline`]: crate::AllFailedError::ended_by_deadline
+    pub deadline: Option<Duration>,
+    /// How long one attempt may run in the async forms; `None` (the default) for no limit. It
+    /// sits innermost, around the call itself (after the rate-limit permit): a late attempt is
+    /// abandoned as [`AttemptError::TimedOut`] and retried per the retry settings. The sync
+    /// forms cannot preempt a blocking call, so they refuse it (a sync `wrap` with an
+    /// [`OperoError`] naming `retry.attempt_timeout`, a sync call with
+    /// [`AttemptError::Refused`]). Must be positive and at most `deadline`.
+    ///
+    /// [`AttemptError::TimedOut`]: crate::AttemptError::TimedOut
+    /// [`AttemptError::Refused`]: crate::AttemptError::Refused
+    pub attempt_timeout: Option<Duration>,
 }
 
 impl Default for RetryConfig {
@@ -60,6 +81,8 @@ impl Default for RetryConfig {
             max_delay: Duration::from_secs(30),
             jitter: Jitter::Full,
             retry_on: RetryOn::Always,
+            deadline: None,
+            attempt_timeout: None,
         }
     }
 }
@@ -73,6 +96,8 @@ impl fmt::Debug for RetryConfig {
             .field("max_delay", &self.max_delay)
             .field("jitter", &self.jitter)
             .field("retry_on", &self.retry_on)
+            .field("deadline", &self.deadline)
+            .field("attempt_timeout", &self.attempt_timeout)
             .finish()
     }
 }
@@ -97,6 +122,33 @@ impl RetryConfig {
                     humantime::format_duration(self.max_delay)
                 ),
             ));
+        }
+        if self.deadline == Some(Duration::ZERO) {
+            return Err(OperoError::invalid_config(
+                "retry.deadline",
+                "0s",
+                "must be positive; leave it unset for no deadline",
+            ));
+        }
+        if self.attempt_timeout == Some(Duration::ZERO) {
+            return Err(OperoError::invalid_config(
+                "retry.attempt_timeout",
+                "0s",
+                "must be positive; leave it unset for no per-attempt timeout",
+            ));
+        }
+        if let (Some(timeout), Some(deadline)) = (self.attempt_timeout, self.deadline) {
+            if timeout > deadline {
+                return Err(OperoError::invalid_config(
+                    "retry.attempt_timeout",
+                    humantime::format_duration(timeout),
+                    format!(
+                        "must not exceed retry.deadline ({}): the deadline would always cut \
+                         the attempt first",
+                        humantime::format_duration(deadline)
+                    ),
+                ));
+            }
         }
         Ok(())
     }
@@ -424,6 +476,8 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "min_delay",
             "max_delay",
             "jitter",
+            "deadline",
+            "attempt_timeout",
         ],
     ),
     (
@@ -450,6 +504,8 @@ const FIELD_PATHS: &[&str] = &[
     "retry.min_delay",
     "retry.max_delay",
     "retry.jitter",
+    "retry.deadline",
+    "retry.attempt_timeout",
     "cache",
     "cache.enabled",
     "cache.ttl",
@@ -667,6 +723,10 @@ struct RawRetryConfig {
     min_delay: RawDuration,
     max_delay: RawDuration,
     jitter: Jitter,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deadline: Option<RawDuration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attempt_timeout: Option<RawDuration>,
 }
 
 impl Default for RawRetryConfig {
@@ -683,6 +743,8 @@ impl From<RetryConfig> for RawRetryConfig {
             min_delay: RawDuration::from_duration(c.min_delay),
             max_delay: RawDuration::from_duration(c.max_delay),
             jitter: c.jitter,
+            deadline: c.deadline.map(RawDuration::from_duration),
+            attempt_timeout: c.attempt_timeout.map(RawDuration::from_duration),
         }
     }
 }
@@ -697,6 +759,14 @@ impl TryFrom<RawRetryConfig> for RetryConfig {
             max_delay: raw.max_delay.into_duration("retry.max_delay")?,
             jitter: raw.jitter,
             retry_on: RetryOn::Always,
+            deadline: raw
+                .deadline
+                .map(|d| d.into_duration("retry.deadline"))
+                .transpose()?,
+            attempt_timeout: raw
+                .attempt_timeout
+                .map(|d| d.into_duration("retry.attempt_timeout"))
+                .transpose()?,
         };
         cfg.validate()?;
         Ok(cfg)

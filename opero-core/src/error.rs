@@ -207,6 +207,19 @@ pub enum AttemptError<E> {
     /// The argument or the result could not cross to or from a worker process (it failed to
     /// serialize or to deserialize). Never retried: the same value would fail the same way.
     Codec(String),
+    /// The call's deadline (the duration it holds) passed while the attempt ran, and the attempt
+    /// was abandoned (async forms only: a blocking attempt cannot be cut). Never retried: the
+    /// call is over, and [`AllFailedError::ended_by_deadline`] says so.
+    DeadlineExceeded(Duration),
+    /// The attempt was not run: a setting of the pipeline cannot apply to this form of call, as
+    /// `retry.attempt_timeout` on a sync form, which cannot preempt a blocking call. `field`
+    /// names the setting. Never retried.
+    Refused {
+        /// The setting at fault, as the config names it.
+        field: &'static str,
+        /// Why the form cannot honour it.
+        reason: &'static str,
+    },
 }
 
 impl<E> AttemptError<E> {
@@ -235,6 +248,10 @@ impl<E: fmt::Display> fmt::Display for AttemptError<E> {
             AttemptError::Crashed(status) => write!(f, "worker crashed: {status}"),
             AttemptError::TimedOut(after) => write!(f, "timed out after {after:?}"),
             AttemptError::Codec(why) => write!(f, "cannot cross the process boundary: {why}"),
+            AttemptError::DeadlineExceeded(deadline) => {
+                write!(f, "cut by the call's deadline of {deadline:?}")
+            }
+            AttemptError::Refused { field, reason } => write!(f, "refused: `{field}`: {reason}"),
         }
     }
 }
@@ -294,6 +311,8 @@ pub struct AllFailedError<E> {
     /// Every attempt, kept or not.
     total: usize,
     fallbacks_tried: usize,
+    /// The deadline that ended the call, if one did.
+    deadline: Option<Duration>,
 }
 
 impl<E> AllFailedError<E> {
@@ -308,6 +327,7 @@ impl<E> AllFailedError<E> {
             attempts: Vec::new(),
             total: 0,
             fallbacks_tried: 0,
+            deadline: None,
         }
     }
 
@@ -387,6 +407,34 @@ impl<E> AllFailedError<E> {
     pub fn fallbacks_tried(&self) -> usize {
         self.fallbacks_tried
     }
+
+    /// The deadline, when it is what ended the call: a retry whose delay would have crossed it
+    /// was not started, a fallback value was not tried, or an attempt was cut
+    /// ([`AttemptError::DeadlineExceeded`]). `None` when the attempts ran out on their own.
+    ///
+    /// ```
+    /// use opero_core::{NoCache, Opero};
+    /// use std::time::Duration;
+    ///
+    /// let opero = Opero::<NoCache>::builder()
+    ///     .min_delay(Duration::from_secs(60))
+    ///     .deadline(Duration::from_secs(1))
+    ///     .build()
+    ///     .unwrap();
+    /// let err = opero.run(|| Err::<(), _>("down")).unwrap_err();
+    /// assert_eq!(err.ended_by_deadline(), Some(Duration::from_secs(1)));
+    /// assert_eq!(err.len(), 1, "the 60 s retry would cross the deadline: not started");
+    /// assert!(err.to_string().starts_with("the deadline of 1s ended the call"), "{err}");
+    /// ```
+    pub fn ended_by_deadline(&self) -> Option<Duration> {
+        self.deadline
+    }
+
+    /// Records that `deadline` ended the call (for executors that run the attempt loop
+    /// themselves).
+    pub fn end_by_deadline(&mut self, deadline: Duration) {
+        self.deadline = Some(deadline);
+    }
 }
 
 impl<E> Default for AllFailedError<E> {
@@ -398,13 +446,19 @@ impl<E> Default for AllFailedError<E> {
 impl<E: fmt::Display> fmt::Display for AllFailedError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.total;
-        write!(
-            f,
-            "all {n} attempt{} failed across {} fallback value{}",
-            if n == 1 { "" } else { "s" },
-            self.fallbacks_tried(),
-            if self.fallbacks_tried() == 1 { "" } else { "s" }
-        )?;
+        let (s, fallbacks) = (if n == 1 { "" } else { "s" }, self.fallbacks_tried());
+        let fs = if fallbacks == 1 { "" } else { "s" };
+        match self.deadline {
+            Some(deadline) => write!(
+                f,
+                "the deadline of {deadline:?} ended the call after {n} failed attempt{s} across \
+                 {fallbacks} fallback value{fs}"
+            )?,
+            None => write!(
+                f,
+                "all {n} attempt{s} failed across {fallbacks} fallback value{fs}"
+            )?,
+        }
         if let Some(last) = self.attempts.last() {
             write!(
                 f,

@@ -49,6 +49,11 @@ metrics! {
     /// Calls that ran uncached because their function does not identify itself and has no name
     /// (a `fn` pointer, a `dyn Fn`, a closure that captures state).
     cache_unidentified,
+    /// Calls that the deadline ended (a retry not started, an attempt cut, a fallback value not
+    /// tried).
+    deadlines_exceeded,
+    /// Attempts cut by the per-attempt timeout.
+    attempt_timeouts,
 }
 
 impl Metrics {
@@ -89,5 +94,11 @@ impl Metrics {
     }
     pub(crate) fn rate_limit_wait(&self) {
         Self::add(&self.rate_limit_waits)
+    }
+    pub(crate) fn deadline_exceeded(&self) {
+        Self::add(&self.deadlines_exceeded)
+    }
+    pub(crate) fn attempt_timeout(&self) {
+        Self::add(&self.attempt_timeouts)
     }
 }

@@ -15,7 +15,7 @@ use crate::error::{AllFailedError, AttemptError, OperoError};
 use crate::flight::{Flights, Join};
 use crate::key::{CacheKey, FunctionId, KeyFn, StableKey};
 use crate::metrics::{Metrics, MetricsSnapshot};
-use crate::pipeline::Attempts;
+use crate::pipeline::{Attempts, Limits};
 use crate::rate_limit::{RateLimiter, TokenBucket};
 use crate::retry::{Backoff, Jitter, RetryPolicy};
 
@@ -99,6 +99,7 @@ struct Shared<C, K, P> {
     key_fn: K,
     policy: P,
     limiter: Option<Arc<dyn RateLimiter>>,
+    limits: Limits,
     metrics: Arc<Metrics>,
     flights: Flights,
     /// Names given to wrappers of this pipeline and what they were given to, to refuse one name
@@ -271,6 +272,7 @@ impl<C, K, P> Opero<C, K, P> {
             policy: &self.shared.policy,
             limiter: self.shared.limiter.as_deref(),
             metrics: Some(&self.shared.metrics),
+            limits: self.shared.limits,
         }
     }
 }
@@ -776,6 +778,7 @@ impl<C, K, P> Opero<C, K, P> {
         A: ?Sized,
         F: Fn(&A) -> Result<T, E>,
     {
+        self.check_sync()?;
         let function = self.wrapper_identity(FunctionId::of::<F>(Location::caller()))?;
         Ok(Wrapped {
             opero: self.clone(),
@@ -797,6 +800,7 @@ impl<C, K, P> Opero<C, K, P> {
         A: ?Sized,
         F: Fn(&A, &V) -> Result<T, E>,
     {
+        self.check_sync()?;
         let function = self.wrapper_identity(FunctionId::of::<F>(Location::caller()))?;
         Ok(Wrapped {
             opero: self.clone(),
@@ -846,6 +850,32 @@ impl<C, K, P> Opero<C, K, P> {
             fallbacks,
             f,
         })
+    }
+
+    /// Refuses settings a sync form cannot honour: `retry.attempt_timeout`, since a blocking
+    /// call cannot be preempted. The sync forms call it when wrapping; an executor that runs
+    /// blocking attempts itself can call it when it is built.
+    ///
+    /// ```
+    /// use opero_core::{NoCache, Opero};
+    /// use std::time::Duration;
+    ///
+    /// let opero = Opero::<NoCache>::builder().attempt_timeout(Duration::from_secs(1)).build().unwrap();
+    /// assert_eq!(opero.check_sync().unwrap_err().field(), Some("retry.attempt_timeout"));
+    /// let err = opero.wrap(|x: &u32| Ok::<_, String>(*x)).err().unwrap();
+    /// assert_eq!(err.field(), Some("retry.attempt_timeout"));
+    /// ```
+    pub fn check_sync(&self) -> Result<(), OperoError> {
+        match self.shared.limits.attempt_timeout {
+            None => Ok(()),
+            Some(timeout) => Err(OperoError::invalid_config(
+                "retry.attempt_timeout",
+                humantime::format_duration(timeout),
+                "a sync call cannot be preempted, so it cannot be bounded per attempt; use the \
+                 async forms (or opmap's process mode and its `timeout`), or bound the whole \
+                 call with retry.deadline, which the sync forms check between attempts",
+            )),
+        }
     }
 
     /// Checks that a wrapper's function can be cached under a key of its own, when the cache is
@@ -1357,6 +1387,84 @@ impl<C, K, P> OperoBuilder<C, K, P> {
         self
     }
 
+    /// The whole call's time budget, across every fallback value and every retry. Default: none.
+    ///
+    /// It sits outside the fallback and retry steps (inside the cache: a hit never meets it).
+    /// No backoff delay or rate-limit wait runs past it: a retry whose delay would cross it is
+    /// not started, and no further fallback value is tried once it has passed; the call then
+    /// ends at once with an [`AllFailedError`] whose
+    /// [`ended_by_deadline`](AllFailedError::ended_by_deadline) gives the deadline. In the async
+    /// forms an attempt still running when it passes is cut
+    /// ([`AttemptError::DeadlineExceeded`]); the sync forms check it between attempts (a
+    /// blocking attempt cannot be cut). Zero is refused, naming `retry.deadline`.
+    ///
+    /// ```
+    /// use opero_core::{Jitter, NoCache, Opero};
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// let opero = Opero::<NoCache>::builder()
+    ///     .retries(10)
+    ///     .min_delay(Duration::from_millis(400))
+    ///     .jitter(Jitter::None)
+    ///     .deadline(Duration::from_secs(1))
+    ///     .build()
+    ///     .unwrap();
+    /// let start = tokio::time::Instant::now();
+    /// let err = opero.run_async(|| async { Err::<(), _>("down") }).await.unwrap_err();
+    /// // Attempts at 0 and 400 ms; the third would start at 1 s (400 + 600 ms), on the
+    /// // deadline, so it is not started and the call ends at once.
+    /// assert_eq!(err.len(), 2);
+    /// assert_eq!(start.elapsed(), Duration::from_millis(400));
+    /// assert_eq!(err.ended_by_deadline(), Some(Duration::from_secs(1)));
+    /// # }
+    /// ```
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.config.retry.deadline = Some(deadline);
+        self
+    }
+
+    /// How long one attempt of an async form may run. Default: no limit.
+    ///
+    /// It sits innermost, around the call (after the rate-limit permit): a late attempt is
+    /// dropped (cancelled at its current `.await`), recorded as [`AttemptError::TimedOut`],
+    /// and retried per the retry settings, as a crashed attempt is (with the backoff's delay).
+    /// A sync form cannot preempt a blocking call, so it refuses a pipeline with an attempt
+    /// timeout: [`wrap`](Self::wrap) with an [`OperoError`] naming `retry.attempt_timeout`, a
+    /// direct sync call with [`AttemptError::Refused`]. Zero, or more than the
+    /// [`deadline`](Self::deadline), is refused when built.
+    ///
+    /// ```
+    /// use opero_core::{AttemptError, Jitter, NoCache, Opero};
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// let opero = Opero::<NoCache>::builder()
+    ///     .retries(1)
+    ///     .min_delay(Duration::ZERO)
+    ///     .attempt_timeout(Duration::from_millis(50))
+    ///     .build()
+    ///     .unwrap();
+    /// let mut calls = 0;
+    /// let got = opero.run_async(|| {
+    ///     calls += 1;
+    ///     let hang = calls == 1;
+    ///     async move {
+    ///         if hang { std::future::pending::<()>().await }
+    ///         Ok::<_, String>("second try")
+    ///     }
+    /// }).await;
+    /// assert_eq!(got.unwrap(), "second try");
+    ///
+    /// let err = opero.run(|| Ok::<_, String>(1)).unwrap_err();
+    /// assert!(matches!(err.attempts()[0].error, AttemptError::Refused { field: "retry.attempt_timeout", .. }));
+    /// # }
+    /// ```
+    pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.config.retry.attempt_timeout = Some(timeout);
+        self
+    }
+
     /// Names the function for its cache keys (recommended for disk and Redis: the entries then
     /// survive edits of the surrounding code, and needed for a callable that does not identify
     /// itself, see [`FunctionId`]).
@@ -1494,6 +1602,10 @@ impl<C, K, P> OperoBuilder<C, K, P> {
             }
             (None, None) => None,
         };
+        let limits = Limits {
+            deadline: self.config.retry.deadline,
+            attempt_timeout: self.config.retry.attempt_timeout,
+        };
         Ok(Opero {
             shared: Arc::new(Shared {
                 cache,
@@ -1501,6 +1613,7 @@ impl<C, K, P> OperoBuilder<C, K, P> {
                 key_fn: self.key_fn,
                 policy: self.policy,
                 limiter,
+                limits,
                 metrics: Arc::new(Metrics::default()),
                 flights: Flights::default(),
                 wrapper_names: Default::default(),

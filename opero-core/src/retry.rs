@@ -436,7 +436,11 @@ impl<R, H> Backoff<R, H> {
                 factor.powf(t) * (4.0 * t).sqrt().tanh()
             }
         };
-        let r = if r.is_finite() { r.clamp(0.0, 1.0) } else { 0.0 };
+        let r = if r.is_finite() {
+            r.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
         let t = f64::from(n.saturating_sub(1)) + r;
         let secs = c.min_delay.as_secs_f64() * (g(t) - g(t - 1.0)) * SCALE;
         if secs.is_nan() || secs >= c.max_delay.as_secs_f64() {

@@ -143,6 +143,9 @@ impl<C, K, P> OpmapBuilder<C, K, P> {
         burst(burst: u32);
         /// The whole rate-limit section.
         rate_limit_config(rate_limit: RateLimitConfig);
+        /// Each item's time budget across its fallback values and retries (see
+        /// [`OperoBuilder::deadline`]). Default: none.
+        deadline(deadline: Duration);
     }
 
     /// Names the per-item function for its cache keys. Needed to cache a function that does not
@@ -365,9 +368,29 @@ impl<C, K, P> OpmapBuilder<C, K, P> {
         }))
     }
 
+    /// Refuses `retry.attempt_timeout` where the attempts are blocking calls (thread, rayon,
+    /// process modes): opero's sync loop cannot preempt them; opmap's own `timeout` is the
+    /// setting that bounds a process-mode attempt.
+    fn refuse_attempt_timeout(&self) -> Result<(), OperoError> {
+        match self.opero.config().retry.attempt_timeout {
+            None => Ok(()),
+            Some(timeout) => Err(OperoError::invalid_config(
+                "retry.attempt_timeout",
+                humantime::format_duration(timeout),
+                format!(
+                    "mode \"{}\" runs blocking attempts, which opero's retry loop cannot \
+                     preempt: use opmap's `timeout` (mode \"process\" or \"async\") or an async \
+                     function in mode \"async\"",
+                    self.mode
+                ),
+            )),
+        }
+    }
+
     fn blocking_executor(&self) -> Result<AnyExecutor, OperoError> {
         check_workers(self.workers)?;
         self.opero.config().validate()?;
+        self.refuse_attempt_timeout()?;
         if let Some(timeout) = self.timeout {
             return Err(OperoError::invalid_config(
                 "timeout",
@@ -503,6 +526,9 @@ impl<C, K, P> OpmapBuilder<C, K, P> {
     fn process_mode(&self, wanted: Mode) -> Result<(), OperoError> {
         check_workers(self.workers)?;
         self.opero.config().validate()?;
+        if wanted == Mode::Process {
+            self.refuse_attempt_timeout()?;
+        }
         if self.mode != wanted && self.mode != Mode::Thread {
             let hint = if wanted == Mode::Process {
                 "`wrap_process` runs a blocking function in worker processes: pick \"process\" (or use `wrap`/`wrap_async` for the other modes)"

@@ -32,7 +32,10 @@ fn busy(after: Option<u64>) -> Http {
 }
 
 /// Runs `script` (one error per attempt, then Ok) and returns when each attempt started.
-async fn attempt_times<P>(opero: &Opero<NoCache, opero::StableKey, P>, script: Vec<Http>) -> Vec<u128>
+async fn attempt_times<P>(
+    opero: &Opero<NoCache, opero::StableKey, P>,
+    script: Vec<Http>,
+) -> Vec<u128>
 where
     P: opero::RetryPolicy<Http>,
 {
@@ -67,7 +70,12 @@ async fn the_delay_is_the_longer_of_hint_and_backoff_capped_by_max_delay() {
         .unwrap();
     // Backoff 100, 200, 400, 800. Hints: 1 s (wins), none (backoff), 50 ms (backoff wins),
     // an hour (capped at 5 s).
-    let script = vec![busy(Some(1_000)), busy(None), busy(Some(50)), busy(Some(3_600_000))];
+    let script = vec![
+        busy(Some(1_000)),
+        busy(None),
+        busy(Some(50)),
+        busy(Some(3_600_000)),
+    ];
     let times = attempt_times(&opero, script).await;
     assert_eq!(times, [0, 1_000, 1_200, 1_600, 6_600]);
 }

@@ -80,4 +80,3 @@ fn config_builder_and_text_choose_decorrelated_jitter() {
         .delays()
         .all(|d| d >= Duration::from_millis(1) && d <= Duration::from_millis(5)));
 }
-

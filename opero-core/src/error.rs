@@ -196,6 +196,9 @@ impl std::error::Error for OperoError {
 pub enum AttemptError<E> {
     /// The user's function returned this error.
     Failed(E),
+    /// The user's function returned `Ok`, and the pipeline's `retry_if_ok` check turned the value
+    /// into this error (which may carry the value). Retried as [`Failed`](Self::Failed) is.
+    RejectedOk(E),
     /// The user's function panicked (only where opero catches panics, as in `opmap`); the message is
     /// the panic's payload when it was a string. Panics are bugs, so they are never retried.
     Panicked(String),
@@ -223,10 +226,11 @@ pub enum AttemptError<E> {
 }
 
 impl<E> AttemptError<E> {
-    /// The user's error, if this attempt failed with one.
+    /// The user's error, if this attempt failed with one (returned, or made by `retry_if_ok`
+    /// from a rejected `Ok` value).
     pub fn user_error(&self) -> Option<&E> {
         match self {
-            AttemptError::Failed(e) => Some(e),
+            AttemptError::Failed(e) | AttemptError::RejectedOk(e) => Some(e),
             _ => None,
         }
     }
@@ -234,7 +238,7 @@ impl<E> AttemptError<E> {
     /// The user's error by value, if this attempt failed with one.
     pub fn into_user_error(self) -> Option<E> {
         match self {
-            AttemptError::Failed(e) => Some(e),
+            AttemptError::Failed(e) | AttemptError::RejectedOk(e) => Some(e),
             _ => None,
         }
     }
@@ -244,6 +248,7 @@ impl<E: fmt::Display> fmt::Display for AttemptError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             AttemptError::Failed(e) => e.fmt(f),
+            AttemptError::RejectedOk(e) => write!(f, "Ok value rejected by retry_if_ok: {e}"),
             AttemptError::Panicked(msg) => write!(f, "panicked: {msg}"),
             AttemptError::Crashed(status) => write!(f, "worker crashed: {status}"),
             AttemptError::TimedOut(after) => write!(f, "timed out after {after:?}"),

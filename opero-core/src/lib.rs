@@ -66,5 +66,8 @@ pub use key::{CacheKey, FunctionId, FunctionLabel, KeyFn, StableKey};
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use opero::{Fallbacks, Opero, OperoBuilder, Wrapped, WrappedAsync};
 pub use rate_limit::{Acquire, BucketClock, RateLimiter, TokenBucket};
-pub use retry::{Backoff, Jitter, NoHint, RetryHint, RetryOn, RetryPolicy, RetryPredicate};
+pub use retry::{
+    AcceptOk, Backoff, CustomPolicy, Jitter, NoHint, OkCheck, OkPolicy, RetryHint, RetryOn,
+    RetryPolicy, RetryPredicate,
+};
 pub use sleep::{timeout, Elapsed};

@@ -17,7 +17,7 @@ use crate::key::{CacheKey, FunctionId, KeyFn, StableKey};
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::pipeline::{Attempts, Limits};
 use crate::rate_limit::{RateLimiter, TokenBucket};
-use crate::retry::{Backoff, Jitter, RetryPolicy};
+use crate::retry::{Backoff, CustomPolicy, Jitter, OkPolicy, RetryPolicy};
 
 /// A non-empty list of alternative values for one argument (backup API keys, mirror URLs), tried in
 /// order, each with the full retry budget.
@@ -87,6 +87,19 @@ impl<V> fmt::Debug for Fallbacks<V> {
     // Fallback values may be secrets, so only their number is shown.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Fallbacks({} values)", self.values.len())
+    }
+}
+
+/// The outcome of one attempt of a typed form: the user's error as [`AttemptError::Failed`], an
+/// `Ok` that `retry_if_ok` turns into an error as [`AttemptError::RejectedOk`].
+#[inline(always)]
+fn checked<P: OkPolicy<T, E>, T, E>(
+    policy: &P,
+    result: Result<T, E>,
+) -> Result<T, AttemptError<E>> {
+    match result {
+        Ok(value) => policy.check_ok(value).map_err(AttemptError::RejectedOk),
+        Err(e) => Err(AttemptError::Failed(e)),
     }
 }
 
@@ -305,12 +318,12 @@ where
     where
         C: CacheFor<(), T>,
         F: FnMut() -> Result<T, E>,
-        P: RetryPolicy<E>,
+        P: RetryPolicy<E> + OkPolicy<T, E>,
         E: Display,
     {
         let function = self.identity_of::<F>(Location::caller());
         self.call_attempts(function, &(), NO_FALLBACK, |_, _| {
-            f().map_err(AttemptError::Failed)
+            checked(&self.shared.policy, f())
         })
     }
 
@@ -324,14 +337,14 @@ where
         C: CacheFor<(), T>,
         F: FnMut() -> Fut + 'a,
         Fut: Future<Output = Result<T, E>>,
-        P: RetryPolicy<E>,
+        P: RetryPolicy<E> + OkPolicy<T, E>,
         E: Display,
     {
         let function = self.identity_of::<F>(Location::caller());
         async move {
             self.call_attempts_async(function, &(), NO_FALLBACK, |_, _| {
-                let fut = f();
-                async move { fut.await.map_err(AttemptError::Failed) }
+                let (fut, policy) = (f(), &self.shared.policy);
+                async move { checked(policy, fut.await) }
             })
             .await
         }
@@ -349,12 +362,12 @@ where
     where
         C: CacheFor<(), T>,
         F: FnMut(&V) -> Result<T, E>,
-        P: RetryPolicy<E>,
+        P: RetryPolicy<E> + OkPolicy<T, E>,
         E: Display,
     {
         let function = self.identity_of::<F>(Location::caller());
         self.call_attempts(function, &(), fallbacks.as_slice(), |_, v| {
-            f(v).map_err(AttemptError::Failed)
+            checked(&self.shared.policy, f(v))
         })
     }
 
@@ -371,14 +384,14 @@ where
         V: Clone,
         F: FnMut(V) -> Fut + 'a,
         Fut: Future<Output = Result<T, E>>,
-        P: RetryPolicy<E>,
+        P: RetryPolicy<E> + OkPolicy<T, E>,
         E: Display,
     {
         let function = self.identity_of::<F>(Location::caller());
         async move {
             self.call_attempts_async(function, &(), fallbacks.as_slice(), |_, v: &V| {
-                let fut = f(v.clone());
-                async move { fut.await.map_err(AttemptError::Failed) }
+                let (fut, policy) = (f(v.clone()), &self.shared.policy);
+                async move { checked(policy, fut.await) }
             })
             .await
         }
@@ -392,12 +405,12 @@ where
         A: ?Sized,
         C: CacheFor<A, T>,
         F: FnMut(&A) -> Result<T, E>,
-        P: RetryPolicy<E>,
+        P: RetryPolicy<E> + OkPolicy<T, E>,
         E: Display,
     {
         let function = self.identity_of::<F>(Location::caller());
         self.call_attempts(function, args, NO_FALLBACK, |a, _| {
-            f(a).map_err(AttemptError::Failed)
+            checked(&self.shared.policy, f(a))
         })
     }
 
@@ -414,14 +427,14 @@ where
         C: CacheFor<A, T>,
         F: FnMut(A) -> Fut + 'a,
         Fut: Future<Output = Result<T, E>>,
-        P: RetryPolicy<E>,
+        P: RetryPolicy<E> + OkPolicy<T, E>,
         E: Display,
     {
         let function = self.identity_of::<F>(Location::caller());
         async move {
             self.call_attempts_async(function, &args, NO_FALLBACK, |a: &A, _| {
-                let fut = f(a.clone());
-                async move { fut.await.map_err(AttemptError::Failed) }
+                let (fut, policy) = (f(a.clone()), &self.shared.policy);
+                async move { checked(policy, fut.await) }
             })
             .await
         }
@@ -440,12 +453,12 @@ where
         A: ?Sized,
         C: CacheFor<A, T>,
         F: FnMut(&A, &V) -> Result<T, E>,
-        P: RetryPolicy<E>,
+        P: RetryPolicy<E> + OkPolicy<T, E>,
         E: Display,
     {
         let function = self.identity_of::<F>(Location::caller());
         self.call_attempts(function, args, fallbacks.as_slice(), |a, v| {
-            f(a, v).map_err(AttemptError::Failed)
+            checked(&self.shared.policy, f(a, v))
         })
     }
 
@@ -463,14 +476,14 @@ where
         V: Clone,
         F: FnMut(A, V) -> Fut + 'a,
         Fut: Future<Output = Result<T, E>>,
-        P: RetryPolicy<E>,
+        P: RetryPolicy<E> + OkPolicy<T, E>,
         E: Display,
     {
         let function = self.identity_of::<F>(Location::caller());
         async move {
             self.call_attempts_async(function, &args, fallbacks.as_slice(), |a: &A, v: &V| {
-                let fut = f(a.clone(), v.clone());
-                async move { fut.await.map_err(AttemptError::Failed) }
+                let (fut, policy) = (f(a.clone(), v.clone()), &self.shared.policy);
+                async move { checked(policy, fut.await) }
             })
             .await
         }
@@ -1001,12 +1014,12 @@ where
         A: ?Sized,
         C: CacheFor<A, T>,
         F: Fn(&A, &V) -> Result<T, E>,
-        P: RetryPolicy<E>,
+        P: RetryPolicy<E> + OkPolicy<T, E>,
         E: Display,
     {
         self.opero
             .call_attempts(self.function, args, self.fallbacks.as_slice(), |a, v| {
-                (self.f)(a, v).map_err(AttemptError::Failed)
+                checked(&self.opero.shared.policy, (self.f)(a, v))
             })
     }
 
@@ -1048,7 +1061,7 @@ where
         F: Fn(A, V) -> Fut,
         Fut: Future<Output = Result<T, E>>,
         V: Clone,
-        P: RetryPolicy<E>,
+        P: RetryPolicy<E> + OkPolicy<T, E>,
         E: Display,
     {
         self.opero
@@ -1058,7 +1071,8 @@ where
                 self.fallbacks.as_slice(),
                 |a: &A, v: &V| {
                     let fut = (self.f)(a.clone(), v.clone());
-                    async move { fut.await.map_err(AttemptError::Failed) }
+                    let policy = &self.opero.shared.policy;
+                    async move { checked(policy, fut.await) }
                 },
             )
             .await
@@ -1122,7 +1136,7 @@ impl<C> OperoBuilder<C> {
     }
 }
 
-impl<C, K, R, H> OperoBuilder<C, K, Backoff<R, H>> {
+impl<C, K, R, H, O> OperoBuilder<C, K, Backoff<R, H, O>> {
     fn retry_changed(mut self, change: impl FnOnce(&mut crate::config::RetryConfig)) -> Self {
         change(&mut self.config.retry);
         self.policy.set_config(self.config.retry.clone());
@@ -1196,7 +1210,7 @@ impl<C, K, R, H> OperoBuilder<C, K, Backoff<R, H>> {
     /// let _ = opero.run(|| { calls += 1; Err::<(), u16>(404) });
     /// assert_eq!(calls, 1, "a 404 is not retried");
     /// ```
-    pub fn retry_on<R2>(self, retry_on: R2) -> OperoBuilder<C, K, Backoff<R2, H>> {
+    pub fn retry_on<R2>(self, retry_on: R2) -> OperoBuilder<C, K, Backoff<R2, H, O>> {
         OperoBuilder {
             policy: self.policy.with_retry_on(retry_on),
             config: self.config,
@@ -1234,9 +1248,63 @@ impl<C, K, R, H> OperoBuilder<C, K, Backoff<R, H>> {
     /// assert_eq!(calls, 2);
     /// assert!(start.elapsed() >= Duration::from_millis(20), "the hint waited, capped by max_delay");
     /// ```
-    pub fn retry_after<H2>(self, hint: H2) -> OperoBuilder<C, K, Backoff<R, H2>> {
+    pub fn retry_after<H2>(self, hint: H2) -> OperoBuilder<C, K, Backoff<R, H2, O>> {
         OperoBuilder {
             policy: self.policy.with_retry_after(hint),
+            config: self.config,
+            cache: self.cache,
+            key_fn: self.key_fn,
+            limiter: self.limiter,
+            name: self.name,
+        }
+    }
+
+    /// Retries a success that is really a failure: `check` gets each `Ok` value and returns it
+    /// (accepted) or the function's own error, which can carry the value (see
+    /// [`OkCheck`](crate::OkCheck)). Default: every `Ok` is accepted.
+    ///
+    /// It sits in the retry step, right after the call: a rejected value becomes
+    /// [`AttemptError::RejectedOk`] and is retried as any failure is, through `retry_on`, the
+    /// server hint ([`retry_after`](Self::retry_after)), the backoff and the deadline. When
+    /// every attempt ends so, the error's [`last_error`](AllFailedError::last_error) is the last
+    /// rejection, value included. A check whose value or error type is not the function's does
+    /// not compile. It applies to the typed forms (`run`, `call`, their `_fallback` and
+    /// `_async` forms, the wrappers), not to the general `*_attempts` forms, where an executor
+    /// reports outcomes itself.
+    ///
+    /// ```
+    /// use opero_core::{AttemptError, NoCache, Opero};
+    /// use std::time::Duration;
+    ///
+    /// #[derive(Debug)]
+    /// struct Page { status: u16, body: &'static str }
+    /// #[derive(Debug)]
+    /// enum Error { Unavailable(Page) }
+    /// impl std::fmt::Display for Error {
+    ///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { write!(f, "{self:?}") }
+    /// }
+    ///
+    /// let opero = Opero::<NoCache>::builder()
+    ///     .retries(2)
+    ///     .min_delay(Duration::ZERO)
+    ///     .retry_if_ok(|p: Page| if p.status == 503 { Err(Error::Unavailable(p)) } else { Ok(p) })
+    ///     .build()
+    ///     .unwrap();
+    /// let mut calls = 0;
+    /// let page = opero.run(|| {
+    ///     calls += 1;
+    ///     Ok::<_, Error>(if calls < 3 { Page { status: 503, body: "busy" } } else { Page { status: 200, body: "hello" } })
+    /// });
+    /// assert_eq!(page.unwrap().body, "hello");
+    ///
+    /// let err = opero.run(|| Ok::<_, Error>(Page { status: 503, body: "still busy" })).unwrap_err();
+    /// assert!(matches!(err.attempts()[2].error, AttemptError::RejectedOk(_)));
+    /// let Some(Error::Unavailable(last)) = err.into_last_error() else { panic!() };
+    /// assert_eq!(last.body, "still busy", "the last rejected value is kept");
+    /// ```
+    pub fn retry_if_ok<O2>(self, check: O2) -> OperoBuilder<C, K, Backoff<R, H, O2>> {
+        OperoBuilder {
+            policy: self.policy.with_retry_if_ok(check),
             config: self.config,
             cache: self.cache,
             key_fn: self.key_fn,
@@ -1247,14 +1315,15 @@ impl<C, K, R, H> OperoBuilder<C, K, Backoff<R, H>> {
 }
 
 impl<C, K, P> OperoBuilder<C, K, P> {
-    /// Replaces the built-in backoff with a policy of the user's (the retry settings then only
-    /// serve validation).
-    pub fn retry_policy<P2>(self, policy: P2) -> OperoBuilder<C, K, P2> {
+    /// Replaces the built-in backoff with a policy of the user's, stored as a [`CustomPolicy`]
+    /// (the backoff settings then only serve validation; `deadline` and `attempt_timeout` still
+    /// apply, and every `Ok` value is accepted).
+    pub fn retry_policy<P2>(self, policy: P2) -> OperoBuilder<C, K, CustomPolicy<P2>> {
         OperoBuilder {
             config: self.config,
             cache: self.cache,
             key_fn: self.key_fn,
-            policy,
+            policy: CustomPolicy(policy),
             limiter: self.limiter,
             name: self.name,
         }

@@ -82,7 +82,9 @@ impl<P: ?Sized> Attempts<'_, P> {
         P: RetryPolicy<E>,
     {
         match error {
-            AttemptError::Failed(e) => self.policy.retry_delay(attempt, e),
+            AttemptError::Failed(e) | AttemptError::RejectedOk(e) => {
+                self.policy.retry_delay(attempt, e)
+            }
             // A panic is a bug in the user's code; running it again would only repeat it.
             AttemptError::Panicked(_) => None,
             // A value that failed to (de)serialize fails the same way on every attempt.

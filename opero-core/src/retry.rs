@@ -263,6 +263,124 @@ impl<E: ?Sized, F: Fn(&E) -> Option<Duration>> RetryHint<E> for F {
     }
 }
 
+/// Turns an `Ok` value that is really a failure (a 503 page returned as `Ok`, an empty result
+/// that means "not yet") into an error, given to the builders' `retry_if_ok`: [`AcceptOk`]
+/// (the default) keeps every value, and any `Fn(T) -> Result<T, E>` decides.
+///
+/// The check takes the value and either gives it back (accepted) or returns the function's own
+/// error type `E`, in which the value can travel: the attempt then counts as failed with
+/// [`AttemptError::RejectedOk`](crate::AttemptError::RejectedOk), and `retry_on`, the server hint
+/// and the backoff see that error as they see any other. If every attempt ends so,
+/// [`AllFailedError::last_error`](crate::AllFailedError::last_error) gives the last one back,
+/// value and all: nothing is lost. Both types are checked by the compiler against the
+/// function's, so a check can never silently not apply.
+///
+/// # Examples
+///
+/// ```
+/// use opero_core::{AcceptOk, OkCheck};
+///
+/// #[derive(Debug, PartialEq)]
+/// struct Response { status: u16, body: String }
+/// #[derive(Debug, PartialEq)]
+/// enum Error { Unavailable(Response) }
+///
+/// let check = |r: Response| if r.status == 503 { Err(Error::Unavailable(r)) } else { Ok(r) };
+/// let busy = Response { status: 503, body: "try later".into() };
+/// assert!(matches!(check.check_ok(busy), Err(Error::Unavailable(r)) if r.body == "try later"));
+/// assert!(OkCheck::<u8, Error>::check_ok(&AcceptOk, 7).is_ok());
+/// ```
+///
+/// A check on another value type than the function's is a compile error:
+///
+/// ```compile_fail
+/// use opero_core::{NoCache, Opero};
+///
+/// let opero = Opero::<NoCache>::builder()
+///     .retry_if_ok(|v: String| if v.is_empty() { Err("empty".to_string()) } else { Ok(v) })
+///     .build()
+///     .unwrap();
+/// // The function returns `u32`, the check reads `String`: refused by the compiler.
+/// let _ = opero.run(|| Ok::<u32, String>(1));
+/// ```
+pub trait OkCheck<T, E> {
+    /// The value back when it is a success, or the error it really is.
+    fn check_ok(&self, value: T) -> Result<T, E>;
+}
+
+/// Every `Ok` value is a success: the default of [`Backoff`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct AcceptOk;
+
+impl<T, E> OkCheck<T, E> for AcceptOk {
+    #[inline(always)]
+    fn check_ok(&self, value: T) -> Result<T, E> {
+        Ok(value)
+    }
+}
+
+impl<T, E, F: Fn(T) -> Result<T, E>> OkCheck<T, E> for F {
+    fn check_ok(&self, value: T) -> Result<T, E> {
+        self(value)
+    }
+}
+
+/// The `Ok` side of a pipeline's retry policy: whether a value the function returned is accepted.
+/// [`Backoff`] answers with its `retry_if_ok` check ([`OkCheck`]); a policy of the user's, given
+/// to `retry_policy`, is wrapped in [`CustomPolicy`], which accepts every value.
+///
+/// The typed forms (`run`, `call`, their `_fallback` and `_async` forms, the wrappers) apply it;
+/// the general forms (`call_attempts`, `run_attempts` and their async twins) take each
+/// attempt's outcome as the executor reports it, and an executor that wants the check calls
+/// [`check_ok`](Self::check_ok) itself.
+pub trait OkPolicy<T, E> {
+    /// The value back when it is a success, or the error it really is.
+    fn check_ok(&self, value: T) -> Result<T, E>;
+}
+
+/// A retry policy of the user's, as `retry_policy` stores it: it decides every retry and its
+/// delay, and accepts every `Ok` value. It derefs to the policy.
+///
+/// # Examples
+///
+/// ```
+/// use opero_core::{NoCache, Opero, RetryPolicy};
+/// use std::time::Duration;
+///
+/// let never = |_: u32, _: &String| -> Option<Duration> { None };
+/// let opero = Opero::<NoCache>::builder().retry_policy(never).build().unwrap();
+/// assert_eq!(opero.retry_policy().retry_delay(1, &"x".to_string()), None);
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CustomPolicy<P>(pub P);
+
+impl<P> std::ops::Deref for CustomPolicy<P> {
+    type Target = P;
+
+    fn deref(&self) -> &P {
+        &self.0
+    }
+}
+
+impl<E: ?Sized, P: RetryPolicy<E>> RetryPolicy<E> for CustomPolicy<P> {
+    #[inline]
+    fn retry_delay(&self, attempt: u32, error: &E) -> Option<Duration> {
+        self.0.retry_delay(attempt, error)
+    }
+
+    #[inline]
+    fn retry_delay_after_fault(&self, attempt: u32) -> Option<Duration> {
+        self.0.retry_delay_after_fault(attempt)
+    }
+}
+
+impl<T, E, P> OkPolicy<T, E> for CustomPolicy<P> {
+    #[inline(always)]
+    fn check_ok(&self, value: T) -> Result<T, E> {
+        Ok(value)
+    }
+}
+
 /// The built-in retry policy: exponential backoff with optional jitter.
 ///
 /// The delay before retry `n` (n = 1, 2, ...) is `d(n) = min(max_delay, min_delay * backoff_factor^(n-1))`,
@@ -290,10 +408,11 @@ impl<E: ?Sized, F: Fn(&E) -> Option<Duration>> RetryHint<E> for F {
 /// assert_eq!(delays, [100, 200, 400, 500].map(Duration::from_millis));
 /// ```
 #[derive(Clone)]
-pub struct Backoff<R = RetryOn, H = NoHint> {
+pub struct Backoff<R = RetryOn, H = NoHint, O = AcceptOk> {
     config: RetryConfig,
     retry_on: R,
     hint: H,
+    ok: O,
 }
 
 impl Default for Backoff {
@@ -302,12 +421,13 @@ impl Default for Backoff {
     }
 }
 
-impl<R, H> fmt::Debug for Backoff<R, H> {
+impl<R, H, O> fmt::Debug for Backoff<R, H, O> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Backoff")
             .field("config", &self.config)
             .field("retry_on", &std::any::type_name::<R>())
             .field("retry_after", &std::any::type_name::<H>())
+            .field("retry_if_ok", &std::any::type_name::<O>())
             .finish()
     }
 }
@@ -325,11 +445,12 @@ impl Backoff {
             retry_on: config.retry_on,
             config,
             hint: NoHint,
+            ok: AcceptOk,
         }
     }
 }
 
-impl<R, H> Backoff<R, H> {
+impl<R, H, O> Backoff<R, H, O> {
     /// The same schedule, retrying only the errors `retry_on` accepts.
     ///
     /// ```
@@ -339,21 +460,33 @@ impl<R, H> Backoff<R, H> {
     /// assert!(backoff.retry_delay(1, &503).is_some());
     /// assert!(backoff.retry_delay(1, &404).is_none());
     /// ```
-    pub fn with_retry_on<R2>(self, retry_on: R2) -> Backoff<R2, H> {
+    pub fn with_retry_on<R2>(self, retry_on: R2) -> Backoff<R2, H, O> {
         Backoff {
             config: self.config,
             retry_on,
             hint: self.hint,
+            ok: self.ok,
         }
     }
 
     /// The same schedule, each delay raised to the server's hint read from the error (see
     /// [`RetryHint`]) and capped by `max_delay`.
-    pub fn with_retry_after<H2>(self, hint: H2) -> Backoff<R, H2> {
+    pub fn with_retry_after<H2>(self, hint: H2) -> Backoff<R, H2, O> {
         Backoff {
             config: self.config,
             retry_on: self.retry_on,
             hint,
+            ok: self.ok,
+        }
+    }
+
+    /// The same policy, with `Ok` values checked by `check` (see [`OkCheck`]).
+    pub fn with_retry_if_ok<O2>(self, check: O2) -> Backoff<R, H, O2> {
+        Backoff {
+            config: self.config,
+            retry_on: self.retry_on,
+            hint: self.hint,
+            ok: check,
         }
     }
 
@@ -457,7 +590,14 @@ impl<R, H> Backoff<R, H> {
     }
 }
 
-impl<E: ?Sized, R: RetryPredicate<E>, H: RetryHint<E>> RetryPolicy<E> for Backoff<R, H> {
+impl<T, E, R, H, O: OkCheck<T, E>> OkPolicy<T, E> for Backoff<R, H, O> {
+    #[inline(always)]
+    fn check_ok(&self, value: T) -> Result<T, E> {
+        self.ok.check_ok(value)
+    }
+}
+
+impl<E: ?Sized, R: RetryPredicate<E>, H: RetryHint<E>, O> RetryPolicy<E> for Backoff<R, H, O> {
     fn retry_delay(&self, attempt: u32, error: &E) -> Option<Duration> {
         if !self.retry_on.should_retry(error) {
             return None;

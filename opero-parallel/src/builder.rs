@@ -223,7 +223,7 @@ impl<C, K, P> OpmapBuilder<C, K, P> {
     }
 
     /// Replaces the built-in backoff with a policy of the user's.
-    pub fn retry_policy<P2>(self, policy: P2) -> OpmapBuilder<C, K, P2> {
+    pub fn retry_policy<P2>(self, policy: P2) -> OpmapBuilder<C, K, opero_core::CustomPolicy<P2>> {
         self.with_opero(|o| o.retry_policy(policy))
     }
 

@@ -31,7 +31,7 @@ pub use opero_core::{
     RetryPredicate, StableKey, TokenBucket, Wrapped, WrappedAsync, HEADER_LEN, MAX_DECODE_DEPTH,
 };
 pub use opero_core::{timeout, Elapsed, MAX_RATE};
-pub use opero_core::{NoHint, RetryHint};
+pub use opero_core::{AcceptOk, CustomPolicy, NoHint, OkCheck, OkPolicy, RetryHint};
 
 /// The cache backends, each behind its cargo feature (the memory one is always there).
 pub mod cache {

@@ -247,6 +247,16 @@ impl<C, K, P> Opero<C, K, P> {
         &self.shared.policy
     }
 
+    /// The whole call's time budget ([`OperoBuilder::deadline`]), if any.
+    pub fn deadline(&self) -> Option<Duration> {
+        self.shared.limits.deadline
+    }
+
+    /// The async forms' per-attempt timeout ([`OperoBuilder::attempt_timeout`]), if any.
+    pub fn attempt_timeout(&self) -> Option<Duration> {
+        self.shared.limits.attempt_timeout
+    }
+
     /// The function name given with [`OperoBuilder::name`] or [`Opero::named`].
     pub fn name(&self) -> Option<&str> {
         self.name.as_deref()

@@ -16,6 +16,7 @@ pub const OPERO_KEYS: &[&str] = &[
     "max_delay",
     "jitter",
     "retry_on",
+    "deadline",
     "arg_fallback",
     "cache",
     "cache_ttl",
@@ -66,6 +67,7 @@ pub struct Args {
     pub max_delay: Option<At<Nanos>>,
     pub jitter: Option<At<String>>,
     pub retry_on: Option<Path>,
+    pub deadline: Option<Nanos>,
     pub arg_fallback: Option<Ident>,
     pub cache: Option<bool>,
     pub cache_ttl: Option<Nanos>,
@@ -192,6 +194,16 @@ impl Args {
                     value: duration(value, &key)?,
                     span: value.span(),
                 })
+            }
+            "deadline" => {
+                let deadline = duration(value, &key)?;
+                if deadline == 0 {
+                    return Err(syn::Error::new_spanned(
+                        value,
+                        "`deadline` must be above zero; leave it out for no deadline",
+                    ));
+                }
+                self.deadline = Some(deadline);
             }
             "cache_ttl" => {
                 let ttl = duration(value, &key)?;
@@ -330,6 +342,9 @@ impl Args {
         if let Some(d) = &self.max_delay {
             let n = d.value;
             calls.extend(quote! { .max_delay(::core::time::Duration::from_nanos(#n)) });
+        }
+        if let Some(n) = self.deadline {
+            calls.extend(quote! { .deadline(::core::time::Duration::from_nanos(#n)) });
         }
         if let Some(j) = &self.jitter {
             let variant = match j.value.as_str() {

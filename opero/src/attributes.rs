@@ -16,6 +16,7 @@
 /// | `min_delay`, `max_delay` | `"250ms"`, `"30s"`, or seconds (`0.25`) | `"100ms"`, `"30s"` |
 /// | `jitter` | `"full"`, `"none"` or `"decorrelated"` | `"full"` |
 /// | `retry_on` | a path to `fn(&E) -> bool` | every error |
+/// | `deadline` | the whole call's time budget, a duration above zero (see the README's "Deadlines, timeouts and server hints") | none |
 /// | `arg_fallback` | a parameter: the function then takes `&[T]` for it (a `Fallbacks<T>` derefs to one) and runs with each value in turn, each with full retries; the value is never part of the cache key | none |
 /// | `cache` | `true` / `false` | `false` |
 /// | `cache_ttl` | a duration | until evicted |

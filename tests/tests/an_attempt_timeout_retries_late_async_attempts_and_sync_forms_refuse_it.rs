@@ -47,7 +47,7 @@ async fn every_attempt_timing_out_follows_the_backoff() {
     let opero = pipeline().build().unwrap();
     let start = Instant::now();
     let err = opero
-        .run_async(|| std::future::pending::<Result<(), String>>())
+        .run_async(std::future::pending::<Result<(), String>>)
         .await
         .unwrap_err();
     // 1 s, 100 ms, 1 s, 150 ms, 1 s.
@@ -65,7 +65,7 @@ async fn the_deadline_cuts_an_attempt_before_its_timeout() {
     let opero = pipeline().deadline(ms(2_500)).build().unwrap();
     let start = Instant::now();
     let err = opero
-        .run_async(|| std::future::pending::<Result<(), String>>())
+        .run_async(std::future::pending::<Result<(), String>>)
         .await
         .unwrap_err();
     // 0-1000 timed out, 1100-2100 timed out, 2250 cut by the deadline at 2500.

@@ -37,7 +37,7 @@ async fn attempt_times<P>(
     script: Vec<Http>,
 ) -> Vec<u128>
 where
-    P: opero::RetryPolicy<Http>,
+    P: opero::RetryPolicy<Http> + opero::OkPolicy<(), Http>,
 {
     let start = Instant::now();
     let times = Mutex::new(Vec::new());

@@ -2,10 +2,11 @@
 //! beside the raw call and beside backon with the same retries.
 
 use std::hint::black_box;
+use std::time::Duration;
 
 use backon::{BlockingRetryable, ExponentialBuilder, Retryable};
 use criterion::{criterion_group, criterion_main, Criterion};
-use opero::{NoCache, Opero};
+use opero::{Jitter, NoCache, Opero};
 
 fn work(x: u64) -> Result<u64, String> {
     Ok(black_box(x).wrapping_mul(31) ^ 7)
@@ -49,5 +50,52 @@ fn async_no_fault(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, sync_no_fault, async_no_fault);
+/// The no-fault path with the time and result settings all configured (deadline, server hint,
+/// `retry_if_ok`, decorrelated jitter, and in async the per-attempt timeout) beside the bare
+/// pipeline: what the settings cost a call that needs none of them.
+fn no_fault_with_limits(c: &mut Criterion) {
+    let bare = Opero::<NoCache>::builder().retries(3).build().unwrap();
+    let limited = || {
+        Opero::<NoCache>::builder()
+            .retries(3)
+            .jitter(Jitter::Decorrelated)
+            .deadline(Duration::from_secs(10))
+            .retry_after(|e: &String| (e == "busy").then_some(Duration::from_secs(1)))
+            .retry_if_ok(|v: u64| {
+                if v == u64::MAX {
+                    Err("max".to_string())
+                } else {
+                    Ok(v)
+                }
+            })
+    };
+    let sync = limited().build().unwrap();
+    let mut g = c.benchmark_group("no_fault_limits_sync");
+    g.bench_function("bare", |b| b.iter(|| bare.run(|| work(black_box(1)))));
+    g.bench_function("deadline_hint_if_ok", |b| {
+        b.iter(|| sync.run(|| work(black_box(1))))
+    });
+    g.finish();
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let asynk = limited()
+        .attempt_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let mut g = c.benchmark_group("no_fault_limits_async");
+    g.bench_function("bare", |b| {
+        b.to_async(&rt)
+            .iter(|| bare.run_async(|| work_async(black_box(1))))
+    });
+    g.bench_function("deadline_timeout_hint_if_ok", |b| {
+        b.to_async(&rt)
+            .iter(|| asynk.run_async(|| work_async(black_box(1))))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, sync_no_fault, async_no_fault, no_fault_with_limits);
 criterion_main!(benches);

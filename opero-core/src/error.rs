@@ -423,6 +423,7 @@ impl<E> AllFailedError<E> {
     ///
     /// let opero = Opero::<NoCache>::builder()
     ///     .min_delay(Duration::from_secs(60))
+    ///     .max_delay(Duration::from_secs(60))
     ///     .deadline(Duration::from_secs(1))
     ///     .build()
     ///     .unwrap();

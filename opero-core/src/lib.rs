@@ -11,6 +11,10 @@
 //! 4. **rate limit** ([`RateLimiter`], built in: [`TokenBucket`]): ... each attempt takes a permit ...
 //! 5. **call** the user's function, sync or async.
 //!
+//! A deadline ([`RetryConfig::deadline`]) bounds steps 2 to 5 together; a per-attempt timeout
+//! ([`RetryConfig::attempt_timeout`], async forms) bounds step 5 alone; step 3 reads a server's
+//! hint ([`RetryHint`]) and can retry an `Ok` that is really a failure ([`OkCheck`]).
+//!
 //! When every attempt fails the call returns [`AllFailedError`], which keeps every attempt's error.
 //! A failing cache backend never fails the call: it runs uncached and the failure is counted in
 //! [`Metrics`] and logged through `tracing`.

@@ -1244,6 +1244,9 @@ impl<C, K, R, H, O> OperoBuilder<C, K, Backoff<R, H, O>> {
     /// use std::time::Duration;
     ///
     /// struct Busy { retry_after: Option<Duration> }
+    /// impl std::fmt::Display for Busy {
+    ///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str("busy") }
+    /// }
     /// let opero = Opero::<NoCache>::builder()
     ///     .retries(1)
     ///     .min_delay(Duration::ZERO)

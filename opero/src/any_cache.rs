@@ -5,6 +5,8 @@ use std::time::Duration;
 #[cfg(feature = "disk")]
 use opero_cache_disk::DiskCache;
 use opero_cache_memory::MemoryCache;
+#[cfg(feature = "moka")]
+use opero_cache_memory::MokaCache;
 #[cfg(feature = "redis")]
 use opero_cache_redis::RedisCache;
 use opero_core::{
@@ -12,7 +14,7 @@ use opero_core::{
 };
 
 /// A cache backend picked at run time by its name in [`CacheConfig::backend`]: `"memory"`, and
-/// `"disk"` or `"redis"` when the facade's cargo feature of that name is on.
+/// `"moka"`, `"disk"` or `"redis"` when the facade's cargo feature of that name is on.
 ///
 /// Asking for a backend whose feature is off is an error that names the feature to enable.
 ///
@@ -33,6 +35,9 @@ use opero_core::{
 pub enum AnyCache {
     /// [`MemoryCache`].
     Memory(MemoryCache),
+    /// [`MokaCache`](opero_cache_memory::MokaCache), with the `moka` feature.
+    #[cfg(feature = "moka")]
+    Moka(MokaCache),
     /// [`DiskCache`](opero_cache_disk::DiskCache), with the `disk` feature.
     #[cfg(feature = "disk")]
     Disk(DiskCache),
@@ -57,6 +62,10 @@ impl BuildCache for AnyCache {
     fn build(config: &CacheConfig) -> Result<Self, OperoError> {
         match config.backend.as_str() {
             "memory" => Ok(AnyCache::Memory(MemoryCache::build(config)?)),
+            #[cfg(feature = "moka")]
+            "moka" => Ok(AnyCache::Moka(MokaCache::build(config)?)),
+            #[cfg(not(feature = "moka"))]
+            "moka" => Err(feature_disabled("moka", "moka")),
             #[cfg(feature = "disk")]
             "disk" => Ok(AnyCache::Disk(DiskCache::build(config)?)),
             #[cfg(not(feature = "disk"))]
@@ -68,7 +77,7 @@ impl BuildCache for AnyCache {
             other => Err(OperoError::invalid_config(
                 "cache.backend",
                 other,
-                "unknown cache backend; known: \"memory\", \"disk\", \"redis\"",
+                "unknown cache backend; known: \"memory\", \"moka\", \"disk\", \"redis\"",
             )
             .with_kind(ErrorKind::UnknownBackend)),
         }
@@ -79,6 +88,8 @@ macro_rules! dispatch {
     ($self:ident, $c:ident => $e:expr) => {
         match $self {
             AnyCache::Memory($c) => $e,
+            #[cfg(feature = "moka")]
+            AnyCache::Moka($c) => $e,
             #[cfg(feature = "disk")]
             AnyCache::Disk($c) => $e,
             #[cfg(feature = "redis")]

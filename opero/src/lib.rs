@@ -20,6 +20,9 @@ pub use any_cache::AnyCache;
 #[cfg_attr(docsrs, doc(cfg(feature = "disk")))]
 pub use opero_cache_disk::DiskCache;
 pub use opero_cache_memory::MemoryCache;
+#[cfg(feature = "moka")]
+#[cfg_attr(docsrs, doc(cfg(feature = "moka")))]
+pub use opero_cache_memory::MokaCache;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use opero_cache_redis::{RedisCache, RedisOptions};
@@ -36,6 +39,9 @@ pub use opero_core::{timeout, Elapsed, MAX_RATE};
 pub mod cache {
     pub use crate::any_cache::AnyCache;
     pub use opero_cache_memory::MemoryCache;
+    #[cfg(feature = "moka")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "moka")))]
+    pub use opero_cache_memory::MokaCache;
     pub use opero_core::{Codec, NoCache};
 
     #[cfg(feature = "disk")]

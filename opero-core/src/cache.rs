@@ -309,10 +309,12 @@ impl<D: CacheBackend> CacheSwitch for NoCache<D> {
 /// assert_eq!(cached_len(&opero, "abc"), 3);
 /// ```
 pub trait CacheFor<A: ?Sized, T>: Send + Sync {
-    /// The 128-bit key hash of a call.
+    /// The 128-bit key hash of a call, given the namespace and its
+    /// [`namespace_fingerprint`](crate::namespace_fingerprint).
     fn key_hash<K: KeyFn>(
         key_fn: &K,
         namespace: &str,
+        namespace_fingerprint: u128,
         function: &FunctionId<'_>,
         args: &A,
     ) -> Result<u128, OperoError>;
@@ -340,13 +342,15 @@ pub trait CacheFor<A: ?Sized, T>: Send + Sync {
 }
 
 impl<C: CacheBackend, A: Serialize + ?Sized, T: CacheValue> CacheFor<A, T> for C {
+    #[inline]
     fn key_hash<K: KeyFn>(
         key_fn: &K,
         namespace: &str,
+        namespace_fingerprint: u128,
         function: &FunctionId<'_>,
         args: &A,
     ) -> Result<u128, OperoError> {
-        key_fn.hash(namespace, function, args)
+        key_fn.hash_prepared(namespace, namespace_fingerprint, function, args)
     }
     fn lookup(&self, key: &CacheKey<'_>) -> Result<Option<T>, OperoError> {
         self.get::<T>(key)
@@ -385,6 +389,7 @@ impl<D, A: ?Sized, T> CacheFor<A, T> for NoCache<D> {
     fn key_hash<K: KeyFn>(
         _key_fn: &K,
         _namespace: &str,
+        _namespace_fingerprint: u128,
         _function: &FunctionId<'_>,
         _args: &A,
     ) -> Result<u128, OperoError> {

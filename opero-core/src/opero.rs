@@ -96,6 +96,8 @@ const NO_FALLBACK: &[()] = &[()];
 struct Shared<C, K, P> {
     cache: Option<C>,
     cache_config: CacheConfig,
+    /// The namespace's key fingerprint, computed once: every key starts with it.
+    namespace_fingerprint: u128,
     key_fn: K,
     policy: P,
     limiter: Option<Arc<dyn RateLimiter>>,
@@ -153,7 +155,23 @@ struct WrapperOrigin {
 pub struct Opero<C, K = StableKey, P = Backoff> {
     shared: Arc<Shared<C, K, P>>,
     // Outside the shared part, so that `named` can give a clone its own name.
-    name: Option<Arc<str>>,
+    name: Option<Name>,
+}
+
+/// A function name and its key fingerprint, computed once per name rather than per call.
+#[derive(Clone, Debug)]
+struct Name {
+    text: Arc<str>,
+    fingerprint: u128,
+}
+
+impl Name {
+    fn new(text: Arc<str>) -> Self {
+        Name {
+            fingerprint: crate::key::name_fingerprint(&text),
+            text,
+        }
+    }
 }
 
 impl<C, K, P> Clone for Opero<C, K, P> {
@@ -171,7 +189,7 @@ impl<C, K, P> fmt::Debug for Opero<C, K, P> {
             .field("cache", &self.shared.cache.is_some())
             .field("namespace", &self.shared.cache_config.namespace)
             .field("rate_limited", &self.shared.limiter.is_some())
-            .field("name", &self.name)
+            .field("name", &self.name())
             .finish()
     }
 }
@@ -235,7 +253,7 @@ impl<C, K, P> Opero<C, K, P> {
 
     /// The function name given with [`OperoBuilder::name`] or [`Opero::named`].
     pub fn name(&self) -> Option<&str> {
-        self.name.as_deref()
+        self.name.as_ref().map(|n| &*n.text)
     }
 
     /// This pipeline under a function name: a clone that shares the cache, the rate limiter, the
@@ -262,7 +280,17 @@ impl<C, K, P> Opero<C, K, P> {
     pub fn named(&self, name: impl Into<Arc<str>>) -> Self {
         Opero {
             shared: Arc::clone(&self.shared),
-            name: Some(name.into()),
+            name: Some(Name::new(name.into())),
+        }
+    }
+
+    /// The function a call is cached under: this pipeline's name when it has one, else the
+    /// callable's own identity.
+    #[inline]
+    fn function_or_name<'f>(&'f self, function: FunctionId<'f>) -> FunctionId<'f> {
+        match &self.name {
+            Some(name) => FunctionId::named_with_fingerprint(&name.text, name.fingerprint),
+            None => function,
         }
     }
 
@@ -321,18 +349,16 @@ where
     where
         C: CacheFor<(), T>,
         F: FnMut() -> Fut + 'a,
-        Fut: Future<Output = Result<T, E>>,
+        Fut: Future<Output = Result<T, E>> + 'a,
         P: RetryPolicy<E>,
-        E: Display,
+        E: Display + 'a,
+        T: 'a,
     {
         let function = self.identity_of::<F>(Location::caller());
-        async move {
-            self.call_attempts_async(function, &(), NO_FALLBACK, |_, _| {
-                let fut = f();
-                async move { fut.await.map_err(AttemptError::Failed) }
-            })
-            .await
-        }
+        self.call_attempts_async(function, &(), NO_FALLBACK, move |_, _| {
+            let fut = f();
+            async move { fut.await.map_err(AttemptError::Failed) }
+        })
     }
 
     /// Runs `f` once per fallback value in order, each with its full retry budget. With the
@@ -368,18 +394,16 @@ where
         C: CacheFor<(), T>,
         V: Clone,
         F: FnMut(V) -> Fut + 'a,
-        Fut: Future<Output = Result<T, E>>,
+        Fut: Future<Output = Result<T, E>> + 'a,
         P: RetryPolicy<E>,
-        E: Display,
+        E: Display + 'a,
+        T: 'a,
     {
         let function = self.identity_of::<F>(Location::caller());
-        async move {
-            self.call_attempts_async(function, &(), fallbacks.as_slice(), |_, v: &V| {
-                let fut = f(v.clone());
-                async move { fut.await.map_err(AttemptError::Failed) }
-            })
-            .await
-        }
+        self.call_attempts_async(function, &(), fallbacks.as_slice(), move |_, v: &V| {
+            let fut = f(v.clone());
+            async move { fut.await.map_err(AttemptError::Failed) }
+        })
     }
 
     /// Looks `args` up in the cache; on a miss runs `f(args)` with retries and rate limiting and
@@ -515,9 +539,15 @@ where
         P: RetryPolicy<E>,
         E: Display,
     {
-        let function = function.or_named(self.name());
+        let function = self.function_or_name(function);
         let Some(key) = self.make_key(&function, |ns| {
-            C::key_hash(&self.shared.key_fn, ns, &function, args)
+            C::key_hash(
+                &self.shared.key_fn,
+                ns,
+                self.shared.namespace_fingerprint,
+                &function,
+                args,
+            )
         }) else {
             return self.attempts().run_sync(values, |v| f(args, v));
         };
@@ -581,8 +611,40 @@ where
     }
 
     /// The async twin of [`call_attempts`](Opero::call_attempts).
-    pub async fn call_attempts_async<A, V, T, E, F, Fut>(
+    pub fn call_attempts_async<'a, A, V, T, E, F, Fut>(
+        &'a self,
+        function: FunctionId<'a>,
+        args: &'a A,
+        values: &'a [V],
+        mut f: F,
+    ) -> impl Future<Output = Result<T, AllFailedError<E>>> + 'a
+    where
+        A: ?Sized,
+        C: CacheFor<A, T>,
+        F: FnMut(&A, &V) -> Fut + 'a,
+        Fut: Future<Output = Result<T, AttemptError<E>>> + 'a,
+        P: RetryPolicy<E>,
+        E: Display + 'a,
+        T: 'a,
+    {
+        match &self.shared.cache {
+            // Without a cache the future is the bare attempt loop's. The cached path's state is
+            // several times larger and goes to the heap, so that the uncached future every
+            // caller holds and moves stays small; a cached call does I/O or a lookup that
+            // outweighs one allocation.
+            None => Either::Left {
+                inner: async move { self.attempts().run_async(values, |v| f(args, v)).await },
+            },
+            Some(cache) => Either::Right {
+                inner: Box::pin(self.call_cached_async(cache, function, args, values, f)),
+            },
+        }
+    }
+
+    /// [`call_attempts_async`](Self::call_attempts_async) with a cache.
+    async fn call_cached_async<A, V, T, E, F, Fut>(
         &self,
+        cache: &C,
         function: FunctionId<'_>,
         args: &A,
         values: &[V],
@@ -596,12 +658,15 @@ where
         P: RetryPolicy<E>,
         E: Display,
     {
-        let Some(cache) = &self.shared.cache else {
-            return self.attempts().run_async(values, |v| f(args, v)).await;
-        };
-        let function = function.or_named(self.name());
+        let function = self.function_or_name(function);
         let Some(key) = self.make_key(&function, |ns| {
-            C::key_hash(&self.shared.key_fn, ns, &function, args)
+            C::key_hash(
+                &self.shared.key_fn,
+                ns,
+                self.shared.namespace_fingerprint,
+                &function,
+                args,
+            )
         }) else {
             return self.attempts().run_async(values, |v| f(args, v)).await;
         };
@@ -677,7 +742,11 @@ where
         function: &FunctionId<'k>,
         args: &A,
     ) -> Option<CacheKey<'k>> {
-        self.make_key(function, |ns| self.shared.key_fn.hash(ns, function, args))
+        self.make_key(function, |ns| {
+            self.shared
+                .key_fn
+                .hash_prepared(ns, self.shared.namespace_fingerprint, function, args)
+        })
     }
 
     /// The identity of a call's function, computed only when a cache will key on it: the
@@ -857,7 +926,7 @@ impl<C, K, P> Opero<C, K, P> {
         if self.shared.cache.is_none() {
             return Ok(function);
         }
-        let Some(name) = &self.name else {
+        let Some(Name { text: name, .. }) = &self.name else {
             if function.identifies() {
                 return Ok(function);
             }
@@ -876,7 +945,7 @@ impl<C, K, P> Opero<C, K, P> {
         match names.get(name) {
             Some(taken) if *taken != origin => Err(OperoError::invalid_config(
                 "name",
-                name,
+                &**name,
                 format!(
                     "already names another function on this pipeline ({}{}); one name caches one \
                      function, so give this one a name of its own",
@@ -1459,6 +1528,9 @@ impl<C, K, P> OperoBuilder<C, K, P> {
         Ok(Opero {
             shared: Arc::new(Shared {
                 cache,
+                namespace_fingerprint: crate::key::namespace_fingerprint(
+                    &self.config.cache.namespace,
+                ),
                 cache_config: self.config.cache,
                 key_fn: self.key_fn,
                 policy: self.policy,
@@ -1467,7 +1539,32 @@ impl<C, K, P> OperoBuilder<C, K, P> {
                 flights: Flights::default(),
                 wrapper_names: Default::default(),
             }),
-            name: self.name.map(Arc::from),
+            name: self.name.map(|n| Name::new(Arc::from(n))),
         })
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// One of two futures with one output: lets a form return the small uncached future or the
+    /// cached one without boxing either.
+    #[project = EitherProj]
+    enum Either<L, R> {
+        Left { #[pin] inner: L },
+        Right { #[pin] inner: R },
+    }
+}
+
+impl<L: Future, R: Future<Output = L::Output>> Future for Either<L, R> {
+    type Output = L::Output;
+
+    #[inline]
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<L::Output> {
+        match self.project() {
+            EitherProj::Left { inner } => inner.poll(cx),
+            EitherProj::Right { inner } => inner.poll(cx),
+        }
     }
 }

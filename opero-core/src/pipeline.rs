@@ -157,10 +157,44 @@ impl<P: ?Sized> Attempts<'_, P> {
 
     /// The async twin of [`run_sync`](Self::run_sync): never blocks; sleeps on tokio's timer in a
     /// tokio runtime and on a timer thread under any other executor.
+    ///
+    /// The no-fault path (a first attempt that needs no permit wait and succeeds) holds only the
+    /// user's future; the retry state, timers and failure record live in a boxed continuation
+    /// made once the first attempt fails or must wait. Every caller moves this future at least
+    /// once, so its size is paid on every call.
+    #[inline]
     pub(crate) async fn run_async<V, T, E, F, Fut>(
         &self,
         values: &[V],
         mut f: F,
+    ) -> Result<T, AllFailedError<E>>
+    where
+        F: FnMut(&V) -> Fut,
+        Fut: Future<Output = Result<T, AttemptError<E>>>,
+        P: RetryPolicy<E>,
+        E: Display,
+    {
+        let Some(first) = values.first() else {
+            return Box::pin(self.run_async_from(values, f, Start::Fresh)).await;
+        };
+        let wait = self.permit();
+        let start = if wait.is_zero() {
+            match f(first).await {
+                Ok(v) => return Ok(v),
+                Err(e) => Start::Failed(e),
+            }
+        } else {
+            Start::Wait(wait)
+        };
+        Box::pin(self.run_async_from(values, f, start)).await
+    }
+
+    /// The attempt loop of [`run_async`](Self::run_async), from where its first attempt left it.
+    async fn run_async_from<V, T, E, F, Fut>(
+        &self,
+        values: &[V],
+        mut f: F,
+        mut start: Start<E>,
     ) -> Result<T, AllFailedError<E>>
     where
         F: FnMut(&V) -> Fut,
@@ -175,11 +209,21 @@ impl<P: ?Sized> Attempts<'_, P> {
             }
             let mut attempt = 1u32;
             loop {
-                let wait = self.permit();
-                if !wait.is_zero() {
-                    crate::sleep::sleep(wait).await;
-                }
-                match f(value).await {
+                let outcome = match std::mem::replace(&mut start, Start::Fresh) {
+                    Start::Failed(e) => Err(e),
+                    Start::Wait(wait) => {
+                        crate::sleep::sleep(wait).await;
+                        f(value).await
+                    }
+                    Start::Fresh => {
+                        let wait = self.permit();
+                        if !wait.is_zero() {
+                            crate::sleep::sleep(wait).await;
+                        }
+                        f(value).await
+                    }
+                };
+                match outcome {
                     Ok(v) => return Ok(v),
                     Err(e) => match self.on_failure(&mut failures, index, attempt, e) {
                         Some(delay) => {
@@ -200,4 +244,12 @@ impl<P: ?Sized> Attempts<'_, P> {
         self.on_all_failed(&failures);
         Err(failures)
     }
+}
+
+/// Where [`Attempts::run_async_from`] starts: its first attempt failed, must wait for a permit
+/// first, or has not run.
+enum Start<E> {
+    Failed(AttemptError<E>),
+    Wait(Duration),
+    Fresh,
 }

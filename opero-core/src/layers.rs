@@ -69,10 +69,7 @@ where
         limiter: None,
         metrics: None,
     }
-    .run_async(&[()], |_| {
-        let fut = f();
-        async move { fut.await.map_err(AttemptError::Failed) }
-    })
+    .run_async(&[()], |_| crate::opero::Failed::new(f()))
     .await
 }
 
@@ -137,8 +134,7 @@ where
         metrics: None,
     }
     .run_async(values.as_slice(), |v| {
-        let fut = f(v.clone());
-        async move { fut.await.map_err(AttemptError::Failed) }
+        crate::opero::Failed::new(f(v.clone()))
     })
     .await
 }

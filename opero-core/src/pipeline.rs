@@ -162,9 +162,12 @@ impl<P: ?Sized> Attempts<'_, P> {
     /// user's future; the retry state, timers and failure record live in a boxed continuation
     /// made once the first attempt fails or must wait. Every caller moves this future at least
     /// once, so its size is paid on every call.
+    ///
+    /// It takes the parts by value (three references) so that a caller can return its future
+    /// without wrapping it in another that holds them.
     #[inline]
     pub(crate) async fn run_async<V, T, E, F, Fut>(
-        &self,
+        self,
         values: &[V],
         mut f: F,
     ) -> Result<T, AllFailedError<E>>
@@ -177,7 +180,10 @@ impl<P: ?Sized> Attempts<'_, P> {
         let Some(first) = values.first() else {
             return Box::pin(self.run_async_from(values, f, Start::Fresh)).await;
         };
-        let wait = self.permit();
+        let wait = match self.limiter {
+            None => Duration::ZERO,
+            Some(_) => self.permit(),
+        };
         let start = if wait.is_zero() {
             match f(first).await {
                 Ok(v) => return Ok(v),

@@ -458,6 +458,25 @@ impl RedisCache {
         &self.inner.options
     }
 
+    /// The key of the lock a process holds while it leads the flight of `key` (see "Single-flight
+    /// across processes" above), to inspect with `redis-cli`: it sits in the entry's cluster
+    /// slot. `None` for a key whose braces no hash tag can reproduce (no flight for it).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use opero_cache_redis::{RedisCache, RedisOptions};
+    /// use opero_core::{CacheKey, FunctionLabel};
+    ///
+    /// let cache = RedisCache::new(RedisOptions::default()).unwrap();
+    /// let key = CacheKey { namespace: "ns", function: FunctionLabel::Named("f"), hash: 1 };
+    /// let lock = cache.flight_lock_key(&key).unwrap();
+    /// assert!(lock.starts_with(&format!("{{{key}}}")));
+    /// ```
+    pub fn flight_lock_key(&self, key: &CacheKey<'_>) -> Option<String> {
+        self.flight_keys(&key.to_string()).map(|k| k.lock)
+    }
+
     /// Whether the cache currently skips the server after connection failures.
     pub fn is_marked_down(&self) -> bool {
         self.inner.breaker.is_open()
@@ -1124,6 +1143,63 @@ mod tests {
         assert!(left <= 301, "{left}");
         b.success();
         assert!(b.check("GET").is_ok());
+    }
+
+    #[test]
+    fn hash_tags_follow_the_cluster_rules() {
+        assert_eq!(hash_tag("ns:f:01"), "ns:f:01");
+        assert_eq!(hash_tag("ns:{user1}:x"), "user1");
+        assert_eq!(hash_tag("ns:a::{{closure}}:x"), "{closure");
+        assert_eq!(hash_tag("ns:{}:x"), "ns:{}:x");
+        assert_eq!(hash_tag("ns:{:x"), "ns:{:x");
+        let cache = RedisCache::new(RedisOptions::default()).unwrap();
+        for data in ["ns:f:01", "ns:{user1}:x", "ns:a::{{closure}}:x"] {
+            let keys = cache.flight_keys(data).unwrap();
+            // The flight keys' own tag is the entry's.
+            assert_eq!(hash_tag(&keys.lock), hash_tag(data));
+            assert_eq!(hash_tag(&keys.wake), hash_tag(data));
+            assert_ne!(keys.lock, keys.wake);
+        }
+        // A whole-key tag with a brace in it cannot be reproduced: no flight, never a wrong slot.
+        assert!(cache.flight_keys("ns:{}:x").is_none());
+    }
+
+    #[test]
+    fn signing_keys_never_show() {
+        let mut cfg = CacheConfig::enabled("redis");
+        cfg.backend_options
+            .insert("signing_key".into(), "the secret of sixteen+".into());
+        let options = RedisOptions::from_config(&cfg).unwrap();
+        assert!(!format!("{options:?}").contains("secret"));
+        let cache = RedisCache::new(options).unwrap();
+        assert!(!format!("{cache:?}").contains("secret"));
+        for short in ["", "short secret"] {
+            cfg.backend_options.insert("signing_key".into(), short.into());
+            let err = RedisOptions::from_config(&cfg).unwrap_err();
+            assert_eq!(err.field(), Some("signing_key"));
+            assert!(short.is_empty() || !err.to_string().contains(short), "{err}");
+        }
+    }
+
+    #[test]
+    fn cluster_seeds_come_from_several_urls_or_the_option() {
+        let o = RedisOptions::url("redis://127.0.0.1:7000/, redis://127.0.0.1:7001/");
+        assert!(o.is_cluster());
+        assert_eq!(o.urls().len(), 2);
+        let mut cfg = CacheConfig::enabled("redis");
+        cfg.backend_options.insert("cluster".into(), "true".into());
+        assert!(RedisOptions::from_config(&cfg).unwrap().is_cluster());
+        cfg.backend_options.insert("cluster".into(), "yes please".into());
+        assert_eq!(
+            RedisOptions::from_config(&cfg).unwrap_err().field(),
+            Some("cluster")
+        );
+        let cache = RedisCache::new(RedisOptions::cluster(["redis://127.0.0.1:7000/"])).unwrap();
+        assert!(format!("{cache:?}").contains("cluster"));
+        assert_eq!(
+            RedisCache::new(RedisOptions::url(" , ")).unwrap_err().field(),
+            Some("url")
+        );
     }
 
     #[test]

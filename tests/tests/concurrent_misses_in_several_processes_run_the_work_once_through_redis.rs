@@ -236,6 +236,23 @@ fn the_setting_on_coalesces_separate_backends_and_off_does_not() {
     );
 }
 
+#[test]
+fn a_redis_backend_chosen_by_name_from_config_takes_part_too() {
+    use opero::{AnyCache, BuildCache};
+    let server = RedisServer::start();
+    let build = |on: &str| {
+        let mut config = CacheConfig::enabled("redis");
+        config.backend_options.insert("url".into(), server.url());
+        config.backend_options.insert("single_flight".into(), on.into());
+        move || AnyCache::build(&config).unwrap()
+    };
+    assert_eq!(flight::concurrent_pipelines_runs(build("true")), 1);
+    assert_eq!(
+        flight::concurrent_pipelines_runs(build("false")),
+        flight::PIPELINES
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn async_callers_are_coalesced_across_backends_too() {
     let server = RedisServer::start();

@@ -661,11 +661,13 @@ impl RedisCache {
 // ===== single-flight across processes =====
 
 /// Takes the lock (KEYS[1]) for token ARGV[1] with expiry ARGV[2] ms, emptying the wake-up list
-/// (KEYS[2]) of an earlier flight: `{1}`. When another holds it: `{0, ms left}`.
+/// (KEYS[2]) of an earlier flight: `{1, whether the entry KEYS[3] exists}`, so that a leader
+/// need not look the entry up again when it is absent. When another holds the lock:
+/// `{0, ms left}`. All three keys share one hash tag, so the script runs on a cluster too.
 const ACQUIRE_SCRIPT: &str = r"
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   redis.call('DEL', KEYS[2])
-  return {1}
+  return {1, redis.call('EXISTS', KEYS[3])}
 end
 return {0, redis.call('PTTL', KEYS[1])}
 ";
@@ -685,6 +687,7 @@ return 1
 struct FlightKeys {
     lock: String,
     wake: String,
+    entry: String,
 }
 
 impl RedisCache {
@@ -700,15 +703,17 @@ impl RedisCache {
         Some(FlightKeys {
             lock: format!("{{{tag}}}:opero-flight-lock:{data_key}"),
             wake: format!("{{{tag}}}:opero-flight-wake:{data_key}"),
+            entry: data_key.to_owned(),
         })
     }
 
     fn acquire_cmd(&self, keys: &FlightKeys, token: &str) -> redis::Cmd {
         let mut cmd = redis::cmd("EVAL");
         cmd.arg(ACQUIRE_SCRIPT)
-            .arg(2)
+            .arg(3)
             .arg(&keys.lock)
             .arg(&keys.wake)
+            .arg(&keys.entry)
             .arg(token)
             .arg(self.inner.options.flight_lock_ttl.as_millis() as u64);
         cmd
@@ -739,7 +744,7 @@ impl RedisCache {
                 self.acquire_cmd(&keys, &token).query(c)
             })?;
             if got.first() == Some(&1) {
-                return Ok(FlightStart::Lead(FlightLease::new(token)));
+                return Ok(FlightStart::Lead(lease(token, &got)));
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -768,6 +773,16 @@ impl RedisCache {
                 return Ok(FlightStart::Waited);
             }
         }
+    }
+}
+
+/// The lease of a lock just taken, marked when the acquire script saw no entry.
+fn lease(token: String, acquired: &[i64]) -> FlightLease {
+    let lease = FlightLease::new(token);
+    if acquired.get(1) == Some(&0) {
+        lease.with_entry_absent()
+    } else {
+        lease
     }
 }
 
@@ -1019,7 +1034,7 @@ impl CacheBackend for RedisCache {
             .with_manager("flight lock", self.acquire_cmd(&keys, &token))
             .await?;
         if got.first() == Some(&1) {
-            return Ok(FlightStart::Lead(FlightLease::new(token)));
+            return Ok(FlightStart::Lead(lease(token, &got)));
         }
         // Waiting blocks a connection, so it must not sit on the shared multiplexed one.
         let this = self.clone();

@@ -205,6 +205,7 @@ pub enum FlightStart {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlightLease {
     token: String,
+    entry_absent: bool,
 }
 
 impl FlightLease {
@@ -212,7 +213,21 @@ impl FlightLease {
     pub fn new(token: impl Into<String>) -> Self {
         FlightLease {
             token: token.into(),
+            entry_absent: false,
         }
+    }
+
+    /// This lease, telling the pipeline that the backend found no entry for the key when it
+    /// took the lock, so the pipeline skips the lookup it would make in case a flight ended
+    /// just before this one began.
+    pub fn with_entry_absent(mut self) -> Self {
+        self.entry_absent = true;
+        self
+    }
+
+    /// Whether the backend found no entry when it took the lock.
+    pub fn entry_absent(&self) -> bool {
+        self.entry_absent
     }
 
     /// The token.

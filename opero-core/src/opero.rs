@@ -567,6 +567,7 @@ where
                 let lease = if backend_up {
                     let start = cache.flight_begin(&key);
                     let looked_up = match &start {
+                        Ok(FlightStart::Lead(lease)) if lease.entry_absent() => Ok(None),
                         Ok(FlightStart::Lead(_) | FlightStart::Waited) => cache.lookup(&key),
                         _ => Ok(None),
                     };
@@ -666,6 +667,7 @@ where
         let lease = if leader.is_some() && backend_up {
             let start = cache.flight_begin_async(&key).await;
             let looked_up = match &start {
+                Ok(FlightStart::Lead(lease)) if lease.entry_absent() => Ok(None),
                 Ok(FlightStart::Lead(_) | FlightStart::Waited) => cache.lookup_async(&key).await,
                 _ => Ok(None),
             };

@@ -435,7 +435,8 @@ mod tests {
         cfg.backend_options.insert("dir".into(), "/tmp/x".into());
         assert!(!DiskCache::build(&cfg).unwrap().is_signed());
         for short in ["", "fifteen bytes!!"] {
-            cfg.backend_options.insert("signing_key".into(), short.into());
+            cfg.backend_options
+                .insert("signing_key".into(), short.into());
             let err = DiskCache::build(&cfg).unwrap_err();
             assert_eq!(err.field(), Some("signing_key"));
             if !short.is_empty() {

@@ -305,6 +305,8 @@ struct Inner {
 }
 
 /// One server or a cluster.
+// One per cache, behind its Arc and never moved: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 enum Server {
     Single(Client),
     Cluster(ClusterClient),
@@ -313,7 +315,8 @@ enum Server {
 /// A blocking connection to either.
 enum Conn {
     Single(Connection),
-    Cluster(ClusterConnection),
+    // Boxed: a cluster connection is five times the size of a plain one.
+    Cluster(Box<ClusterConnection>),
 }
 
 impl Conn {
@@ -490,7 +493,7 @@ impl RedisCache {
             Server::Single(client) => {
                 Conn::Single(client.get_connection_with_timeout(o.connect_timeout)?)
             }
-            Server::Cluster(client) => Conn::Cluster(client.get_connection()?),
+            Server::Cluster(client) => Conn::Cluster(Box::new(client.get_connection()?)),
         };
         conn.set_timeouts(o.response_timeout, o.response_timeout)?;
         Ok(conn)
@@ -740,9 +743,8 @@ impl RedisCache {
         let token = new_token();
         let deadline = Instant::now() + o.flight_wait;
         loop {
-            let got: Vec<i64> = self.with_conn("flight lock", |c| {
-                self.acquire_cmd(&keys, &token).query(c)
-            })?;
+            let got: Vec<i64> =
+                self.with_conn("flight lock", |c| self.acquire_cmd(&keys, &token).query(c))?;
             if got.first() == Some(&1) {
                 return Ok(FlightStart::Lead(lease(token, &got)));
             }
@@ -827,7 +829,9 @@ fn primaries(slots: &Value) -> Vec<(String, u16)> {
         return out;
     };
     for range in ranges {
-        let Value::Array(fields) = range else { continue };
+        let Value::Array(fields) = range else {
+            continue;
+        };
         let Some(Value::Array(primary)) = fields.get(2) else {
             continue;
         };
@@ -1189,10 +1193,14 @@ mod tests {
         let cache = RedisCache::new(options).unwrap();
         assert!(!format!("{cache:?}").contains("secret"));
         for short in ["", "short secret"] {
-            cfg.backend_options.insert("signing_key".into(), short.into());
+            cfg.backend_options
+                .insert("signing_key".into(), short.into());
             let err = RedisOptions::from_config(&cfg).unwrap_err();
             assert_eq!(err.field(), Some("signing_key"));
-            assert!(short.is_empty() || !err.to_string().contains(short), "{err}");
+            assert!(
+                short.is_empty() || !err.to_string().contains(short),
+                "{err}"
+            );
         }
     }
 
@@ -1204,7 +1212,8 @@ mod tests {
         let mut cfg = CacheConfig::enabled("redis");
         cfg.backend_options.insert("cluster".into(), "true".into());
         assert!(RedisOptions::from_config(&cfg).unwrap().is_cluster());
-        cfg.backend_options.insert("cluster".into(), "yes please".into());
+        cfg.backend_options
+            .insert("cluster".into(), "yes please".into());
         assert_eq!(
             RedisOptions::from_config(&cfg).unwrap_err().field(),
             Some("cluster")
@@ -1212,7 +1221,9 @@ mod tests {
         let cache = RedisCache::new(RedisOptions::cluster(["redis://127.0.0.1:7000/"])).unwrap();
         assert!(format!("{cache:?}").contains("cluster"));
         assert_eq!(
-            RedisCache::new(RedisOptions::url(" , ")).unwrap_err().field(),
+            RedisCache::new(RedisOptions::url(" , "))
+                .unwrap_err()
+                .field(),
             Some("url")
         );
     }

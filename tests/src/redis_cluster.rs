@@ -76,7 +76,12 @@ impl RedisCluster {
         let out = Command::new(Self::cli_binary())
             .arg("--cluster")
             .arg("create")
-            .args(cluster.nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)))
+            .args(
+                cluster
+                    .nodes
+                    .iter()
+                    .map(|n| format!("127.0.0.1:{}", n.port)),
+            )
             .args(["--cluster-replicas", "0", "--cluster-yes"])
             .stdin(Stdio::null())
             .output()
@@ -97,7 +102,10 @@ impl RedisCluster {
         for node in &cluster.nodes {
             while !answers(node.port, b"CLUSTER INFO\r\n", b"cluster_state:ok") {
                 if Instant::now() > deadline {
-                    return Err(format!("node on port {} never reached cluster_state:ok", node.port));
+                    return Err(format!(
+                        "node on port {} never reached cluster_state:ok",
+                        node.port
+                    ));
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }

@@ -39,7 +39,10 @@ fn the_conformance_suite_passes_on_a_cluster_sync_and_async() {
 fn clearing_a_namespace_visits_every_primary() {
     let cluster = RedisCluster::start();
     let cache = cluster_cache(&cluster);
-    let (ns, other) = (conformance::fresh_namespace(), conformance::fresh_namespace());
+    let (ns, other) = (
+        conformance::fresh_namespace(),
+        conformance::fresh_namespace(),
+    );
     for n in 0..300 {
         cache.set(&conformance::key(&ns, n), &n, None).unwrap();
         cache.set(&conformance::key(&other, n), &n, None).unwrap();
@@ -49,7 +52,10 @@ fn clearing_a_namespace_visits_every_primary() {
         .into_iter()
         .map(|p| keys_on(p, &ns).len())
         .collect();
-    assert!(spread.iter().all(|&n| n > 0), "keys on every primary: {spread:?}");
+    assert!(
+        spread.iter().all(|&n| n > 0),
+        "keys on every primary: {spread:?}"
+    );
     assert_eq!(spread.iter().sum::<usize>(), 300);
     cache.clear(&ns).unwrap();
     for port in cluster.ports() {
@@ -86,8 +92,13 @@ fn the_cluster_option_and_several_urls_both_select_the_cluster_from_config() {
     for seed in cluster.urls() {
         let mut config = CacheConfig::enabled("redis");
         config.backend_options.insert("url".into(), seed);
-        config.backend_options.insert("cluster".into(), "true".into());
-        assert_eq!(RedisCache::build(&config).unwrap().get::<u8>(&key).unwrap(), Some(1));
+        config
+            .backend_options
+            .insert("cluster".into(), "true".into());
+        assert_eq!(
+            RedisCache::build(&config).unwrap().get::<u8>(&key).unwrap(),
+            Some(1)
+        );
     }
 }
 

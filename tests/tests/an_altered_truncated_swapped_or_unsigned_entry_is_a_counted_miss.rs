@@ -33,7 +33,10 @@ struct RedisRaw(redis::Client);
 impl Raw for RedisRaw {
     fn read(&self, key: &CacheKey<'_>) -> Vec<u8> {
         let mut c = self.0.get_connection().unwrap();
-        redis::cmd("GET").arg(key.to_string()).query(&mut c).unwrap()
+        redis::cmd("GET")
+            .arg(key.to_string())
+            .query(&mut c)
+            .unwrap()
     }
     fn write(&self, key: &CacheKey<'_>, bytes: Vec<u8>) {
         let mut c = self.0.get_connection().unwrap();
@@ -75,15 +78,25 @@ fn altered_is_a_miss<C: CacheBackend>(
             profile(u)
         })
         .unwrap();
-    assert_eq!(got, profile(user).unwrap(), "{user}: never the altered value");
+    assert_eq!(
+        got,
+        profile(user).unwrap(),
+        "{user}: never the altered value"
+    );
     assert_eq!(runs.get(), 1, "{user}: a miss, so the work ran");
     let after = opero.metrics();
     if counted {
-        assert_eq!(after.cache_errors, before.cache_errors + 1, "{user}: counted");
+        assert_eq!(
+            after.cache_errors,
+            before.cache_errors + 1,
+            "{user}: counted"
+        );
     }
     // The work's value replaced the bad entry.
     assert_eq!(
-        opero.call(user, |_: &str| Err::<String, _>("not run".to_owned())).unwrap(),
+        opero
+            .call(user, |_: &str| Err::<String, _>("not run".to_owned()))
+            .unwrap(),
         profile(user).unwrap()
     );
 }
@@ -118,7 +131,11 @@ fn tampering_is_caught<C: CacheBackend>(opero: &Opero<C>, raw: &dyn Raw, payload
     for user in ["Hal", "Ivy"] {
         assert_eq!(opero.call(user, profile).unwrap(), profile(user).unwrap());
     }
-    assert_eq!(opero.metrics().cache_hits, hits, "swapped entries are misses");
+    assert_eq!(
+        opero.metrics().cache_hits,
+        hits,
+        "swapped entries are misses"
+    );
 }
 
 /// A pipeline signing with `mine` and a writer signing with `theirs` (none: unsigned) share one
@@ -179,7 +196,11 @@ fn on_redis() {
         .unwrap()
     };
     let ns = conformance::fresh_namespace();
-    tampering_is_caught(&cached_in(cache(None), &ns).named("profile"), &raw, HEADER_LEN);
+    tampering_is_caught(
+        &cached_in(cache(None), &ns).named("profile"),
+        &raw,
+        HEADER_LEN,
+    );
     let ns = conformance::fresh_namespace();
     tampering_is_caught(
         &cached_in(cache(Some(MINE)), &ns).named("profile"),
@@ -211,7 +232,9 @@ fn the_signing_key_option_of_the_config_signs_redis_entries() {
         };
         config.backend_options.insert("url".into(), server.url());
         if let Some(key) = key {
-            config.backend_options.insert("signing_key".into(), key.into());
+            config
+                .backend_options
+                .insert("signing_key".into(), key.into());
         }
         cached_in(RedisCache::build(&config).unwrap(), &ns).named("profile")
     };

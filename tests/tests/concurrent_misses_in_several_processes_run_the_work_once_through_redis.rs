@@ -28,6 +28,8 @@ fn now_ms() -> u64 {
 }
 
 /// INCR and friends on one server or a cluster.
+// One per test or child, never moved: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 enum Counters {
     Single(redis::Connection),
     Cluster(redis::cluster::ClusterConnection),
@@ -83,9 +85,10 @@ fn child_misses_the_shared_key() {
         ..CacheConfig::enabled("redis")
     };
     cache.backend_options.insert("url".into(), urls.clone());
-    cache
-        .backend_options
-        .insert("flight_lock_ttl".into(), format!("{}ms", LOCK_TTL.as_millis()));
+    cache.backend_options.insert(
+        "flight_lock_ttl".into(),
+        format!("{}ms", LOCK_TTL.as_millis()),
+    );
     cache
         .backend_options
         .insert("flight_wait".into(), "30s".into());
@@ -243,7 +246,9 @@ fn a_redis_backend_chosen_by_name_from_config_takes_part_too() {
     let build = |on: &str| {
         let mut config = CacheConfig::enabled("redis");
         config.backend_options.insert("url".into(), server.url());
-        config.backend_options.insert("single_flight".into(), on.into());
+        config
+            .backend_options
+            .insert("single_flight".into(), on.into());
         move || AnyCache::build(&config).unwrap()
     };
     assert_eq!(flight::concurrent_pipelines_runs(build("true")), 1);

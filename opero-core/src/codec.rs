@@ -58,7 +58,7 @@ const MAC_LEN: usize = 32;
 
 type HmacSha256 = Hmac<sha2::Sha256>;
 
-/// A secret that signs cache entries with HMAC-SHA256 (see the layout in [`codec`](self)).
+/// A secret that signs cache entries with HMAC-SHA256 (see the layout under [`Codec`]).
 ///
 /// At least [`SigningKey::MIN_LEN`] bytes; use random ones (`openssl rand -hex 32` gives 64
 /// characters) and give every process that shares the cache the same key. The key never
@@ -147,6 +147,12 @@ impl FromStr for SigningKey {
 ///
 /// [`Codec::Postcard`]: compact and fast. [`Codec::Json`] suits a Redis cache that programs in
 /// other languages read (after skipping the [`HEADER_LEN`]-byte header).
+///
+/// # Signed entries
+///
+/// [`encode_signed`](Codec::encode_signed) with a [`SigningKey`] writes layout 3: the
+/// [`HEADER_LEN`] header bytes, then 32 bytes of HMAC-SHA256 under the key over those header
+/// bytes and the payload, then the payload, at [`SIGNED_HEADER_LEN`].
 ///
 /// # Examples
 ///

@@ -188,21 +188,33 @@ fn answers(port: u16, command: &[u8], expect: &[u8]) -> bool {
     }
     let mut buf = vec![0u8; 4096];
     let mut got = Vec::new();
-    // CLUSTER INFO is a bulk reply that may arrive in pieces; read until it holds the answer or
-    // the server goes quiet.
+    // CLUSTER INFO is a bulk reply (`$len\r\n...\r\n`) that may arrive in pieces: read until it
+    // is complete.
     while let Ok(n) = s.read(&mut buf) {
         if n == 0 {
             break;
         }
         got.extend_from_slice(&buf[..n]);
-        if got.windows(expect.len()).any(|w| w == expect) {
-            return true;
-        }
-        if got.ends_with(b"\r\n") && got.len() > 1 && !got.starts_with(b"$") {
+        if reply_complete(&got) {
             break;
         }
     }
-    false
+    got.windows(expect.len()).any(|w| w == expect)
+}
+
+/// Whether `reply` holds a whole simple, error or bulk RESP reply.
+fn reply_complete(reply: &[u8]) -> bool {
+    let Some(line_end) = reply.windows(2).position(|w| w == b"\r\n") else {
+        return false;
+    };
+    if reply.first() != Some(&b'$') {
+        return true;
+    }
+    let len: usize = std::str::from_utf8(&reply[1..line_end])
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0);
+    reply.len() >= line_end + 2 + len + 2
 }
 
 /// `n` free loopback ports whose bus ports (port + 10000) are free too.

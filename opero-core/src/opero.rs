@@ -584,10 +584,15 @@ where
                 } else {
                     None
                 };
+                // Released on every way out, a panic of the work included: other processes
+                // then run their own call at once instead of waiting out the lock's expiry.
+                let release = lease.map(|lease| {
+                    OnDrop(Some(|| {
+                        self.end_flight(&key, cache.flight_end(&key, lease))
+                    }))
+                });
                 let result = run();
-                if let Some(lease) = lease {
-                    self.end_flight(&key, cache.flight_end(&key, lease));
-                }
+                drop(release);
                 guard.finish_with(|| result.as_ref().ok().map(C::share));
                 result
             }
@@ -985,6 +990,17 @@ impl<C, K, P> Opero<C, K, P> {
 }
 
 /// The error for a cached wrapper of a function that does not identify itself.
+/// Runs its closure when dropped, unwinding included.
+struct OnDrop<F: FnOnce()>(Option<F>);
+
+impl<F: FnOnce()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f();
+        }
+    }
+}
+
 fn unidentified_error(function: &FunctionId<'_>) -> OperoError {
     OperoError::invalid_config(
         "name",

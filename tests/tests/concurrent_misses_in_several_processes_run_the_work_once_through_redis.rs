@@ -345,3 +345,34 @@ fn a_waiter_gives_up_after_flight_wait_and_runs_its_own_call() {
     // The waiter gave up before the leader's 2 s of work ended, and ran its own call.
     assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 2);
 }
+
+#[test]
+fn a_panicking_leader_releases_its_lock_so_waiters_do_not_wait_out_the_expiry() {
+    let server = RedisServer::start();
+    let ns = conformance::fresh_namespace();
+    let make = || {
+        let cache = RedisCache::new(RedisOptions {
+            flight_lock_ttl: Duration::from_secs(60),
+            flight_wait: Duration::from_secs(60),
+            ..RedisOptions::url(server.url())
+        })
+        .unwrap();
+        opero_tests::cached_in(cache, &ns).named("panics")
+    };
+    let (leader, waiter) = (make(), make());
+    let took = std::thread::scope(|s| {
+        let led = s.spawn(|| {
+            leader.call(&0u8, |_: &u8| -> Result<u8, String> {
+                std::thread::sleep(Duration::from_millis(500));
+                panic!("the work panicked")
+            })
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        let started = Instant::now();
+        assert_eq!(waiter.call(&0u8, |_: &u8| Ok::<_, String>(7u8)).unwrap(), 7);
+        assert!(led.join().is_err(), "the leader's panic reaches its caller");
+        started.elapsed()
+    });
+    // Woken by the release, far before the 60 s lock would have expired.
+    assert!(took < Duration::from_secs(30), "{took:?}");
+}

@@ -3,7 +3,8 @@
 //!
 //! Keys read `namespace:function:hash` (see `opero_core::CacheKey`), so entries can be found and
 //! inspected with `redis-cli`. Values go through an [`opero_core::Codec`]: postcard by default,
-//! JSON (`codec = "json"`) for a cache that other languages read after the 22-byte header.
+//! JSON (`codec = "json"`) for a cache that other languages read after the 38-byte header
+//! (70 bytes when signed).
 //!
 //! A dead or slow server delays a call by at most the connect plus response timeouts, after which
 //! the call runs uncached; the failure is counted in the pipeline's `cache_errors`. While the
@@ -17,8 +18,12 @@
 //!
 //! # Backend options
 //!
-//! `url`, `codec`, `connect_timeout`, `response_timeout`, `pool_size`, `down_min_wait`,
-//! `down_max_wait`: see [`RedisOptions`].
+//! `url`, `cluster`, `codec`, `connect_timeout`, `response_timeout`, `pool_size`,
+//! `down_min_wait`, `down_max_wait`, `single_flight`, `flight_lock_ttl`, `flight_wait`,
+//! `signing_key`: see [`RedisOptions`].
+//!
+//! Beyond one process: single-flight across processes (on by default), signed entries, and
+//! Redis Cluster are described on [`RedisCache`].
 //!
 //! # Examples
 //!

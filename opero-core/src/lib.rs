@@ -52,8 +52,12 @@ mod rate_limit;
 mod retry;
 mod sleep;
 
-pub use cache::{BuildCache, CacheBackend, CacheFor, CacheSwitch, CacheValue, NoCache};
-pub use codec::{Codec, Decoded, Header, HEADER_LEN, MAX_DECODE_DEPTH};
+pub use cache::{
+    BuildCache, CacheBackend, CacheFor, CacheSwitch, CacheValue, FlightLease, FlightStart, NoCache,
+};
+pub use codec::{
+    Codec, Decoded, Header, SigningKey, HEADER_LEN, MAX_DECODE_DEPTH, SIGNED_HEADER_LEN,
+};
 pub use config::{
     optional_duration, parse_duration, CacheConfig, OperoConfig, RateLimitConfig, RetryConfig,
     MAX_RATE,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::cache::{BuildCache, CacheBackend, CacheFor, CacheSwitch};
+use crate::cache::{BuildCache, CacheBackend, CacheFor, CacheSwitch, FlightLease, FlightStart};
 use crate::config::{CacheConfig, OperoConfig, RateLimitConfig};
 use crate::error::{AllFailedError, AttemptError, OperoError};
 use crate::flight::{Flights, Join};
@@ -588,7 +588,36 @@ where
                         return Ok(hit);
                     }
                 }
+                // Other processes: the backend's own flight, when it has one.
+                let lease = if backend_up {
+                    let start = cache.flight_begin(&key);
+                    let looked_up = match &start {
+                        Ok(FlightStart::Lead(lease)) if lease.entry_absent() => Ok(None),
+                        Ok(FlightStart::Lead(_) | FlightStart::Waited) => cache.lookup(&key),
+                        _ => Ok(None),
+                    };
+                    match self.after_flight_begin(&key, start, looked_up) {
+                        Ok(hit) => {
+                            guard.finish_with(|| Some(C::share(&hit.0)));
+                            if let Some(lease) = hit.1 {
+                                self.end_flight(&key, cache.flight_end(&key, lease));
+                            }
+                            return Ok(hit.0);
+                        }
+                        Err(lease) => lease,
+                    }
+                } else {
+                    None
+                };
+                // Released on every way out, a panic of the work included: other processes
+                // then run their own call at once instead of waiting out the lock's expiry.
+                let release = lease.map(|lease| {
+                    OnDrop(Some(|| {
+                        self.end_flight(&key, cache.flight_end(&key, lease))
+                    }))
+                });
                 let result = run();
+                drop(release);
                 guard.finish_with(|| result.as_ref().ok().map(C::share));
                 result
             }
@@ -701,6 +730,28 @@ where
                 Some(guard)
             }
         };
+        let lease = if leader.is_some() && backend_up {
+            let start = cache.flight_begin_async(&key).await;
+            let looked_up = match &start {
+                Ok(FlightStart::Lead(lease)) if lease.entry_absent() => Ok(None),
+                Ok(FlightStart::Lead(_) | FlightStart::Waited) => cache.lookup_async(&key).await,
+                _ => Ok(None),
+            };
+            match self.after_flight_begin(&key, start, looked_up) {
+                Ok((hit, lease)) => {
+                    if let Some(guard) = leader {
+                        guard.finish_with(|| Some(C::share(&hit)));
+                    }
+                    if let Some(lease) = lease {
+                        self.end_flight(&key, cache.flight_end_async(&key, lease).await);
+                    }
+                    return Ok(hit);
+                }
+                Err(lease) => lease,
+            }
+        } else {
+            None
+        };
         let result = self.attempts().run_async(values, |v| f(args, v)).await;
         if let Ok(value) = &result {
             if let Err(e) = cache
@@ -709,6 +760,9 @@ where
             {
                 self.on_backend_error("set", &key, &e);
             }
+        }
+        if let Some(lease) = lease {
+            self.end_flight(&key, cache.flight_end_async(&key, lease).await);
         }
         if let Some(guard) = leader {
             guard.finish_with(|| result.as_ref().ok().map(C::share));
@@ -777,6 +831,45 @@ where
                 tracing::warn!(target: "opero", error = %e, "cache key failed; running uncached");
                 None
             }
+        }
+    }
+
+    /// What a backend's flight across processes decided, given the lookup made after it (for a
+    /// leader or a waiter): `Ok((value, lease))` when that lookup hit, else `Err(lease)`, the
+    /// lease to end once the work ran (`None` when this process does not lead).
+    #[allow(clippy::type_complexity)]
+    fn after_flight_begin<T>(
+        &self,
+        key: &CacheKey<'_>,
+        start: Result<FlightStart, OperoError>,
+        looked_up: Result<Option<T>, OperoError>,
+    ) -> Result<(T, Option<FlightLease>), Option<FlightLease>> {
+        let lease = match start {
+            Ok(FlightStart::Off) => return Err(None),
+            Ok(FlightStart::Lead(lease)) => Some(lease),
+            Ok(FlightStart::Waited) => None,
+            Err(e) => {
+                self.on_backend_error("flight", key, &e);
+                return Err(None);
+            }
+        };
+        match looked_up {
+            // Another process's value: its flight ended (or ended just before ours began).
+            Ok(Some(hit)) => {
+                self.shared.metrics.coalesced();
+                Ok((hit, lease))
+            }
+            Ok(None) => Err(lease),
+            Err(e) => {
+                self.on_backend_error("get", key, &e);
+                Err(lease)
+            }
+        }
+    }
+
+    fn end_flight(&self, key: &CacheKey<'_>, ended: Result<(), OperoError>) {
+        if let Err(e) = ended {
+            self.on_backend_error("flight_end", key, &e);
         }
     }
 
@@ -962,6 +1055,17 @@ impl<C, K, P> Opero<C, K, P> {
 }
 
 /// The error for a cached wrapper of a function that does not identify itself.
+/// Runs its closure when dropped, unwinding included.
+struct OnDrop<F: FnOnce()>(Option<F>);
+
+impl<F: FnOnce()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f();
+        }
+    }
+}
+
 fn unidentified_error(function: &FunctionId<'_>) -> OperoError {
     OperoError::invalid_config(
         "name",

@@ -10,7 +10,8 @@ use opero_cache_memory::MokaCache;
 #[cfg(feature = "redis")]
 use opero_cache_redis::RedisCache;
 use opero_core::{
-    BuildCache, CacheBackend, CacheConfig, CacheKey, CacheValue, ErrorKind, OperoError,
+    BuildCache, CacheBackend, CacheConfig, CacheKey, CacheValue, ErrorKind, FlightLease,
+    FlightStart, OperoError,
 };
 
 /// A cache backend picked at run time by its name in [`CacheConfig::backend`]: `"memory"`, and
@@ -139,5 +140,25 @@ impl CacheBackend for AnyCache {
 
     async fn clear_async(&self, namespace: &str) -> Result<(), OperoError> {
         dispatch!(self, c => c.clear_async(namespace).await)
+    }
+
+    fn flight_begin(&self, key: &CacheKey<'_>) -> Result<FlightStart, OperoError> {
+        dispatch!(self, c => c.flight_begin(key))
+    }
+
+    fn flight_end(&self, key: &CacheKey<'_>, lease: FlightLease) -> Result<(), OperoError> {
+        dispatch!(self, c => c.flight_end(key, lease))
+    }
+
+    async fn flight_begin_async(&self, key: &CacheKey<'_>) -> Result<FlightStart, OperoError> {
+        dispatch!(self, c => c.flight_begin_async(key).await)
+    }
+
+    async fn flight_end_async(
+        &self,
+        key: &CacheKey<'_>,
+        lease: FlightLease,
+    ) -> Result<(), OperoError> {
+        dispatch!(self, c => c.flight_end_async(key, lease).await)
     }
 }

@@ -28,10 +28,11 @@ pub use opero_cache_memory::MokaCache;
 pub use opero_cache_redis::{RedisCache, RedisOptions};
 pub use opero_core::{
     layers, AllFailedError, Attempt, AttemptError, Backoff, BuildCache, CacheBackend, CacheConfig,
-    CacheFor, CacheKey, CacheSwitch, CacheValue, Codec, Decoded, ErrorKind, Fallbacks, FunctionId,
-    FunctionLabel, Header, Jitter, KeyFn, Metrics, MetricsSnapshot, NoCache, OperoBuilder,
-    OperoConfig, OperoError, RateLimitConfig, RateLimiter, RetryConfig, RetryOn, RetryPolicy,
-    RetryPredicate, StableKey, TokenBucket, Wrapped, WrappedAsync, HEADER_LEN, MAX_DECODE_DEPTH,
+    CacheFor, CacheKey, CacheSwitch, CacheValue, Codec, Decoded, ErrorKind, Fallbacks, FlightLease,
+    FlightStart, FunctionId, FunctionLabel, Header, Jitter, KeyFn, Metrics, MetricsSnapshot,
+    NoCache, OperoBuilder, OperoConfig, OperoError, RateLimitConfig, RateLimiter, RetryConfig,
+    RetryOn, RetryPolicy, RetryPredicate, SigningKey, StableKey, TokenBucket, Wrapped,
+    WrappedAsync, HEADER_LEN, MAX_DECODE_DEPTH, SIGNED_HEADER_LEN,
 };
 pub use opero_core::{timeout, Elapsed, MAX_RATE};
 

@@ -56,7 +56,7 @@ pub use cache::{BuildCache, CacheBackend, CacheFor, CacheSwitch, CacheValue, NoC
 pub use codec::{Codec, Decoded, Header, HEADER_LEN, MAX_DECODE_DEPTH};
 pub use config::{
     optional_duration, parse_duration, CacheConfig, OperoConfig, RateLimitConfig, RetryConfig,
-    MAX_RATE,
+    LOCAL_LIMITER, MAX_RATE,
 };
 #[doc(hidden)]
 pub use config::{parse_document, unknown_key};
@@ -64,7 +64,7 @@ pub use error::{AllFailedError, Attempt, AttemptError, ErrorKind, OperoError};
 pub use executor::{AsyncExecutor, Executor, UnitHandle, UnitLost};
 pub use key::{CacheKey, FunctionId, FunctionLabel, KeyFn, StableKey};
 pub use metrics::{Metrics, MetricsSnapshot};
-pub use opero::{Fallbacks, Opero, OperoBuilder, Wrapped, WrappedAsync};
-pub use rate_limit::{Acquire, BucketClock, RateLimiter, TokenBucket};
+pub use opero::{BuildLimiter, Fallbacks, Opero, OperoBuilder, Wrapped, WrappedAsync};
+pub use rate_limit::{Acquire, BucketClock, RateLimiter, Reservation, TokenBucket};
 pub use retry::{Backoff, Jitter, RetryOn, RetryPolicy, RetryPredicate};
 pub use sleep::{timeout, Elapsed};

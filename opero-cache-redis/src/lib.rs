@@ -36,5 +36,10 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backend;
+mod limiter;
 
 pub use backend::{RedisCache, RedisOptions, DEFAULT_URL};
+pub use limiter::{
+    Permit, PermitSource, RedisDown, RedisLimiterOptions, RedisLimiterStats, RedisRateLimiter,
+    GCRA_SCRIPT, MAX_REDIS_RATE,
+};

@@ -281,6 +281,30 @@ impl RateLimitConfig {
         }
     }
 
+    /// Parses the backend option `option` as a duration (`"250ms"`, `"1.5s"`, or a number of
+    /// seconds), if present; a malformed or negative one is an error naming `field`.
+    pub fn duration_option(
+        &self,
+        option: &str,
+        field: &'static str,
+    ) -> Result<Option<Duration>, OperoError> {
+        let Some(text) = self.backend_options.get(option) else {
+            return Ok(None);
+        };
+        let trimmed = text.trim();
+        let parsed = match trimmed.parse::<f64>() {
+            Ok(secs) => Duration::try_from_secs_f64(secs).ok(),
+            Err(_) => parse_human(trimmed),
+        };
+        parsed.map(Some).ok_or_else(|| {
+            OperoError::invalid_config(
+                field,
+                text,
+                "not a duration; write e.g. \"250ms\", \"1.5s\" or a number of seconds",
+            )
+        })
+    }
+
     /// Sets the backend and its options.
     pub fn with_backend<'a>(
         mut self,
@@ -493,7 +517,10 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "backend_options",
         ],
     ),
-    ("rate_limit", &["rate", "burst", "backend", "backend_options"]),
+    (
+        "rate_limit",
+        &["rate", "burst", "backend", "backend_options"],
+    ),
 ];
 
 /// Every field path of a pipeline config, so an error can name one as `&'static str`.

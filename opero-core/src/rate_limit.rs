@@ -86,8 +86,7 @@ pub struct Reservation<'a> {
     state: ReservationState<'a>,
 }
 
-type BoxedReservation<'a> =
-    Pin<Box<dyn Future<Output = Result<Duration, OperoError>> + Send + 'a>>;
+type BoxedReservation<'a> = Pin<Box<dyn Future<Output = Result<Duration, OperoError>> + Send + 'a>>;
 
 enum ReservationState<'a> {
     Ready(Option<Result<Duration, OperoError>>),
@@ -103,9 +102,7 @@ impl<'a> Reservation<'a> {
     }
 
     /// A reservation decided by `future`.
-    pub fn pending(
-        future: impl Future<Output = Result<Duration, OperoError>> + Send + 'a,
-    ) -> Self {
+    pub fn pending(future: impl Future<Output = Result<Duration, OperoError>> + Send + 'a) -> Self {
         Reservation {
             state: ReservationState::Pending(Box::pin(future)),
         }

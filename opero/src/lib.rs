@@ -25,7 +25,8 @@ pub use opero_cache_memory::MemoryCache;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use opero_cache_redis::{
-    RedisCache, RedisDown, RedisLimiterOptions, RedisLimiterStats, RedisOptions, RedisRateLimiter,
+    Permit, PermitSource, RedisCache, RedisDown, RedisLimiterOptions, RedisLimiterStats,
+    RedisOptions, RedisRateLimiter,
 };
 pub use opero_core::{
     layers, AllFailedError, Attempt, AttemptError, Backoff, BuildCache, BuildLimiter, CacheBackend,

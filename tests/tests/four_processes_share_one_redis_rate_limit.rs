@@ -35,7 +35,9 @@ fn child_takes_permits_until_the_end() {
     let mut times = Vec::new();
     loop {
         let permit = limiter.acquire_blocking_permit().unwrap();
-        let at = permit.server_time_us.expect("a permit of the shared bucket");
+        let at = permit
+            .server_time_us
+            .expect("a permit of the shared bucket");
         if at > end_us {
             break;
         }

@@ -539,6 +539,11 @@ impl RedisRateLimiter {
         &self.inner.key
     }
 
+    /// The Lua source of the script, [`GCRA_SCRIPT`].
+    pub fn script() -> &'static str {
+        GCRA_SCRIPT
+    }
+
     /// The arguments of [`GCRA_SCRIPT`] for `n` permits, `try_only` for mode 1: with the key,
     /// what one `EVALSHA` of this limiter sends.
     pub fn script_args(&self, n: u32, try_only: bool) -> [String; 4] {

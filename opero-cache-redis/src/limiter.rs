@@ -398,6 +398,8 @@ struct Inner {
     stats: Stats,
 }
 
+// One per limiter: the size difference costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 enum Target {
     Single(Client),
     Cluster(ClusterClient),
@@ -405,7 +407,7 @@ enum Target {
 
 enum SyncConn {
     Single(Connection),
-    Cluster(ClusterConnection),
+    Cluster(Box<ClusterConnection>),
 }
 
 #[derive(Clone)]
@@ -578,7 +580,7 @@ impl RedisRateLimiter {
     /// wait before using it, without waiting. Blocks the thread for the round trip; with the
     /// server down, does what [`RedisDown`] says.
     pub fn reserve_permit(&self) -> Result<Permit, OperoError> {
-        if let Some(p) = self.from_lease(false) {
+        if let Some(p) = self.leased_permit(false) {
             return Ok(p);
         }
         let deadline = Instant::now() + self.inner.options.wait_limit;
@@ -610,7 +612,7 @@ impl RedisRateLimiter {
     /// Takes a permit only if one is valid now. With the server down: the local bucket's answer
     /// under [`RedisDown::Local`], an error otherwise (never a wait).
     pub fn try_acquire_permit(&self) -> Result<bool, OperoError> {
-        if self.from_lease(true).is_some() {
+        if self.leased_permit(true).is_some() {
             return Ok(true);
         }
         let error = if self.inner.health.may_try(RedisDown::Local) {
@@ -632,7 +634,7 @@ impl RedisRateLimiter {
         if tokio::runtime::Handle::try_current().is_err() {
             return self.reserve_permit();
         }
-        if let Some(p) = self.from_lease(false) {
+        if let Some(p) = self.leased_permit(false) {
             return Ok(p);
         }
         let deadline = Instant::now() + self.inner.options.wait_limit;
@@ -666,7 +668,7 @@ impl RedisRateLimiter {
         if tokio::runtime::Handle::try_current().is_err() {
             return self.try_acquire_permit();
         }
-        if self.from_lease(true).is_some() {
+        if self.leased_permit(true).is_some() {
             return Ok(true);
         }
         let error = if self.inner.health.may_try(RedisDown::Local) {
@@ -683,7 +685,7 @@ impl RedisRateLimiter {
     // ===== leases =====
 
     /// The next leased permit, if one is in hand (and valid now, for `now_only`).
-    fn from_lease(&self, now_only: bool) -> Option<Permit> {
+    fn leased_permit(&self, now_only: bool) -> Option<Permit> {
         if self.inner.options.lease <= 1 {
             return None;
         }
@@ -842,7 +844,7 @@ impl RedisRateLimiter {
         }
         let reply: (u32, String, String) = match &mut conn {
             SyncConn::Single(c) => inv.invoke(c)?,
-            SyncConn::Cluster(c) => inv.invoke(c)?,
+            SyncConn::Cluster(c) => inv.invoke(&mut **c)?,
         };
         let at = Instant::now();
         let mut pool = lock(&self.inner.pool);
@@ -913,7 +915,7 @@ impl Inner {
                 conn.set_write_timeout(Some(o.response_timeout))?;
                 Ok(SyncConn::Single(conn))
             }
-            Target::Cluster(client) => Ok(SyncConn::Cluster(client.get_connection()?)),
+            Target::Cluster(client) => Ok(SyncConn::Cluster(Box::new(client.get_connection()?))),
         }
     }
 

@@ -20,7 +20,7 @@ use opero_core::{ErrorKind, OperoError, RateLimitConfig, RateLimiter, TokenBucke
 /// use opero::{build_rate_limiter, ErrorKind, OperoConfig};
 ///
 /// let cfg = OperoConfig::from_json(r#"{"rate_limit": {"rate": 5, "backend": "memcached"}}"#).unwrap();
-/// let err = build_rate_limiter(&cfg.rate_limit).unwrap_err();
+/// let err = build_rate_limiter(&cfg.rate_limit).err().unwrap();
 /// assert_eq!(err.kind(), ErrorKind::UnknownBackend);
 /// assert_eq!(err.field(), Some("rate_limit.backend"));
 ///

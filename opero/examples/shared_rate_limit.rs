@@ -30,7 +30,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for i in 0..20 {
         call.call(&i).map_err(|e| e.to_string())?;
         let now = SystemTime::now().duration_since(UNIX_EPOCH)?;
-        println!("{who} call {i:2} at {}.{:03}", now.as_secs(), now.subsec_millis());
+        println!(
+            "{who} call {i:2} at {}.{:03}",
+            now.as_secs(),
+            now.subsec_millis()
+        );
     }
     Ok(())
 }

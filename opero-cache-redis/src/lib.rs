@@ -10,6 +10,11 @@
 //! the call runs uncached; the failure is counted in the pipeline's `cache_errors`. While the
 //! server stays down, calls skip it at once for a growing wait, and caching resumes when it is back.
 //!
+//! [`RedisRateLimiter`] keeps one rate limit in the same kind of server, shared by every process
+//! that names it: a GCRA bucket updated by one Lua script per permit on the server's clock, with
+//! an optional lease and a [`RedisDown`] policy for an unreachable server (see
+//! [`RedisLimiterOptions`] for its `rate_limit.backend_options`).
+//!
 //! # Feature flags
 //!
 //! | feature | what it adds |
@@ -41,5 +46,10 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backend;
+mod limiter;
 
 pub use backend::{RedisCache, RedisOptions, DEFAULT_URL};
+pub use limiter::{
+    Permit, PermitSource, RedisDown, RedisLimiterOptions, RedisLimiterStats, RedisRateLimiter,
+    GCRA_SCRIPT, MAX_REDIS_RATE,
+};

@@ -224,9 +224,17 @@ impl CacheConfig {
 
 /// Rate-limit settings: a token bucket of `rate` permits per second holding up to `burst`.
 ///
+/// `backend` picks where the bucket lives: `"local"` (the default, a [`TokenBucket`] in this
+/// process) or `"redis"` (one bucket shared by every process naming it, with the facade's `redis`
+/// feature; its settings go in `backend_options`: `url`, `name`, ... see
+/// `opero_cache_redis::RedisLimiterOptions`). A backend other than `"local"` or any backend
+/// option without a `rate` is refused: it would silently limit nothing.
+///
+/// [`TokenBucket`]: crate::TokenBucket
+///
 /// # Default
 ///
-/// Off (`rate: None`), `burst` 1.
+/// Off (`rate: None`), `burst` 1, backend `"local"`, no backend options.
 ///
 /// # Examples
 ///
@@ -244,6 +252,10 @@ pub struct RateLimitConfig {
     pub rate: Option<f64>,
     /// How many permits may be taken at once after an idle spell; at least 1.
     pub burst: u32,
+    /// Where the bucket lives: `"local"` (this process) or `"redis"` (shared through Redis).
+    pub backend: String,
+    /// Backend-specific options (`url`, `name`, `down`, `lease`, ...), as text.
+    pub backend_options: BTreeMap<String, String>,
 }
 
 impl Default for RateLimitConfig {
@@ -251,17 +263,60 @@ impl Default for RateLimitConfig {
         RateLimitConfig {
             rate: None,
             burst: 1,
+            backend: LOCAL_LIMITER.to_owned(),
+            backend_options: BTreeMap::new(),
         }
     }
 }
+
+/// The name of the in-process rate-limit backend, [`TokenBucket`](crate::TokenBucket).
+pub const LOCAL_LIMITER: &str = "local";
 
 impl RateLimitConfig {
     /// `rate` permits per second with a burst of 1.
     pub fn per_second(rate: f64) -> Self {
         RateLimitConfig {
             rate: Some(rate),
-            burst: 1,
+            ..Default::default()
         }
+    }
+
+    /// Parses the backend option `option` as a duration (`"250ms"`, `"1.5s"`, or a number of
+    /// seconds), if present; a malformed or negative one is an error naming `field`.
+    pub fn duration_option(
+        &self,
+        option: &str,
+        field: &'static str,
+    ) -> Result<Option<Duration>, OperoError> {
+        let Some(text) = self.backend_options.get(option) else {
+            return Ok(None);
+        };
+        let trimmed = text.trim();
+        let parsed = match trimmed.parse::<f64>() {
+            Ok(secs) => Duration::try_from_secs_f64(secs).ok(),
+            Err(_) => parse_human(trimmed),
+        };
+        parsed.map(Some).ok_or_else(|| {
+            OperoError::invalid_config(
+                field,
+                text,
+                "not a duration; write e.g. \"250ms\", \"1.5s\" or a number of seconds",
+            )
+        })
+    }
+
+    /// Sets the backend and its options.
+    pub fn with_backend<'a>(
+        mut self,
+        backend: &str,
+        options: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Self {
+        self.backend = backend.to_owned();
+        self.backend_options = options
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        self
     }
 
     /// Sets the burst.
@@ -304,6 +359,30 @@ impl RateLimitConfig {
                 0,
                 "must be at least 1",
             ));
+        }
+        if self.backend.is_empty() {
+            return Err(OperoError::invalid_config(
+                "rate_limit.backend",
+                "",
+                "must not be empty; the built-in one is \"local\"",
+            ));
+        }
+        // Settings that would limit nothing are refused rather than ignored.
+        if self.rate.is_none() && self.backend != LOCAL_LIMITER {
+            return Err(OperoError::invalid_config(
+                "rate_limit.backend",
+                &self.backend,
+                "needs rate_limit.rate; without a rate nothing is limited",
+            ));
+        }
+        if self.backend == LOCAL_LIMITER {
+            if let Some(name) = self.backend_options.keys().next() {
+                return Err(OperoError::invalid_config(
+                    "rate_limit.backend_options",
+                    name,
+                    "the \"local\" backend takes no options",
+                ));
+            }
         }
         Ok(())
     }
@@ -438,7 +517,10 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "backend_options",
         ],
     ),
-    ("rate_limit", &["rate", "burst"]),
+    (
+        "rate_limit",
+        &["rate", "burst", "backend", "backend_options"],
+    ),
 ];
 
 /// Every field path of a pipeline config, so an error can name one as `&'static str`.
@@ -461,6 +543,8 @@ const FIELD_PATHS: &[&str] = &[
     "rate_limit",
     "rate_limit.rate",
     "rate_limit.burst",
+    "rate_limit.backend",
+    "rate_limit.backend_options",
 ];
 
 /// Parses a config document, which must be a JSON object; a syntax error or a number out of

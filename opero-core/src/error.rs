@@ -207,6 +207,10 @@ pub enum AttemptError<E> {
     /// The argument or the result could not cross to or from a worker process (it failed to
     /// serialize or to deserialize). Never retried: the same value would fail the same way.
     Codec(String),
+    /// The rate limiter could not hand out a permit (a shared limiter whose server is down,
+    /// under a policy that fails rather than waits or falls back), so the attempt did not run.
+    /// Retried per the retry settings, like a crash.
+    NoPermit(String),
 }
 
 impl<E> AttemptError<E> {
@@ -234,6 +238,7 @@ impl<E: fmt::Display> fmt::Display for AttemptError<E> {
             AttemptError::Panicked(msg) => write!(f, "panicked: {msg}"),
             AttemptError::Crashed(status) => write!(f, "worker crashed: {status}"),
             AttemptError::TimedOut(after) => write!(f, "timed out after {after:?}"),
+            AttemptError::NoPermit(why) => write!(f, "no rate-limit permit: {why}"),
             AttemptError::Codec(why) => write!(f, "cannot cross the process boundary: {why}"),
         }
     }

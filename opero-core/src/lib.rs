@@ -60,7 +60,7 @@ pub use codec::{
 };
 pub use config::{
     optional_duration, parse_duration, CacheConfig, OperoConfig, RateLimitConfig, RetryConfig,
-    MAX_RATE,
+    LOCAL_LIMITER, MAX_RATE,
 };
 #[doc(hidden)]
 pub use config::{parse_document, unknown_key};
@@ -68,7 +68,7 @@ pub use error::{AllFailedError, Attempt, AttemptError, ErrorKind, OperoError};
 pub use executor::{AsyncExecutor, Executor, UnitHandle, UnitLost};
 pub use key::{namespace_fingerprint, CacheKey, FunctionId, FunctionLabel, KeyFn, StableKey};
 pub use metrics::{Metrics, MetricsSnapshot};
-pub use opero::{Fallbacks, Opero, OperoBuilder, Wrapped, WrappedAsync};
-pub use rate_limit::{Acquire, BucketClock, RateLimiter, TokenBucket};
+pub use opero::{BuildLimiter, Fallbacks, Opero, OperoBuilder, Wrapped, WrappedAsync};
+pub use rate_limit::{Acquire, BucketClock, RateLimiter, Reservation, TokenBucket};
 pub use retry::{Backoff, Jitter, RetryOn, RetryPolicy, RetryPredicate};
 pub use sleep::{timeout, Elapsed};

@@ -1241,8 +1241,13 @@ pub struct OperoBuilder<C, K = StableKey, P = Backoff> {
     key_fn: K,
     policy: P,
     limiter: Option<Arc<dyn RateLimiter>>,
+    limiter_backend: Option<BuildLimiter>,
     name: Option<String>,
 }
+
+/// Builds the shared rate limiter of a [`RateLimitConfig`] whose backend is not `"local"` (see
+/// [`OperoBuilder::rate_limiter_backend`]); the facade's is `opero::build_rate_limiter`.
+pub type BuildLimiter = fn(&RateLimitConfig) -> Result<Arc<dyn RateLimiter>, OperoError>;
 
 impl<C> OperoBuilder<C> {
     /// A builder from a config.
@@ -1253,6 +1258,7 @@ impl<C> OperoBuilder<C> {
             cache: None,
             key_fn: StableKey,
             limiter: None,
+            limiter_backend: None,
             name: None,
         }
     }
@@ -1339,6 +1345,7 @@ impl<C, K, R> OperoBuilder<C, K, Backoff<R>> {
             cache: self.cache,
             key_fn: self.key_fn,
             limiter: self.limiter,
+            limiter_backend: self.limiter_backend,
             name: self.name,
         }
     }
@@ -1354,6 +1361,7 @@ impl<C, K, P> OperoBuilder<C, K, P> {
             key_fn: self.key_fn,
             policy,
             limiter: self.limiter,
+            limiter_backend: self.limiter_backend,
             name: self.name,
         }
     }
@@ -1366,6 +1374,7 @@ impl<C, K, P> OperoBuilder<C, K, P> {
             key_fn,
             policy: self.policy,
             limiter: self.limiter,
+            limiter_backend: self.limiter_backend,
             name: self.name,
         }
     }
@@ -1387,6 +1396,7 @@ impl<C, K, P> OperoBuilder<C, K, P> {
             key_fn: self.key_fn,
             policy: self.policy,
             limiter: self.limiter,
+            limiter_backend: self.limiter_backend,
             name: self.name,
         }
     }
@@ -1476,6 +1486,35 @@ impl<C, K, P> OperoBuilder<C, K, P> {
     /// The whole rate-limit section.
     pub fn rate_limit_config(mut self, rate_limit: RateLimitConfig) -> Self {
         self.config.rate_limit = rate_limit;
+        self
+    }
+
+    /// Builds the limiter of a config whose `rate_limit.backend` is not `"local"` with `build`.
+    /// Without one, such a config is refused when the pipeline is built (field
+    /// `rate_limit.backend`). The facade's `opero()` and `opmap()` builders install
+    /// `opero::build_rate_limiter`, which knows `"redis"` with its `redis` feature.
+    ///
+    /// ```
+    /// use opero_core::{NoCache, Opero, OperoError, RateLimitConfig, RateLimiter, TokenBucket};
+    /// use std::sync::Arc;
+    ///
+    /// fn build(config: &RateLimitConfig) -> Result<Arc<dyn RateLimiter>, OperoError> {
+    ///     // A backend of one's own; here a local bucket under another name.
+    ///     let local = RateLimitConfig { backend: "local".into(), backend_options: Default::default(), ..config.clone() };
+    ///     Ok(Arc::new(TokenBucket::new(&local)?))
+    /// }
+    /// let config = RateLimitConfig::per_second(5.0).with_backend("mine", []);
+    /// let err = Opero::<NoCache>::builder().rate_limit_config(config.clone()).build().unwrap_err();
+    /// assert_eq!(err.field(), Some("rate_limit.backend"));
+    /// let opero = Opero::<NoCache>::builder()
+    ///     .rate_limit_config(config)
+    ///     .rate_limiter_backend(build)
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(opero.rate_limiter().is_some());
+    /// ```
+    pub fn rate_limiter_backend(mut self, build: BuildLimiter) -> Self {
+        self.limiter_backend = Some(build);
         self
     }
 
@@ -1617,9 +1656,21 @@ impl<C, K, P> OperoBuilder<C, K, P> {
         };
         let limiter = match (self.limiter, self.config.rate_limit.rate) {
             (Some(shared), _) => Some(shared),
-            (None, Some(_)) => {
+            (None, Some(_)) if self.config.rate_limit.backend == crate::config::LOCAL_LIMITER => {
                 Some(Arc::new(TokenBucket::new(&self.config.rate_limit)?) as Arc<dyn RateLimiter>)
             }
+            (None, Some(_)) => match self.limiter_backend {
+                Some(build) => Some(build(&self.config.rate_limit)?),
+                None => {
+                    return Err(OperoError::invalid_config(
+                        "rate_limit.backend",
+                        &self.config.rate_limit.backend,
+                        "unknown rate-limit backend here; the built-in one is \"local\" \
+                         (\"redis\" needs the facade's opero() builder and its `redis` feature)",
+                    )
+                    .with_kind(crate::error::ErrorKind::UnknownBackend))
+                }
+            },
             (None, None) => None,
         };
         Ok(Opero {

@@ -11,6 +11,12 @@ use crate::metrics::Metrics;
 use crate::rate_limit::RateLimiter;
 use crate::retry::RetryPolicy;
 
+#[cold]
+fn no_permit(e: &crate::error::OperoError) -> String {
+    tracing::warn!(target: "opero", error = %e, "no rate-limit permit; the attempt fails");
+    e.to_string()
+}
+
 /// The parts the attempt loop needs, borrowed from a pipeline or given by a standalone layer.
 pub(crate) struct Attempts<'a, P: ?Sized> {
     pub(crate) policy: &'a P,
@@ -29,7 +35,7 @@ impl<P: ?Sized> Attempts<'_, P> {
             AttemptError::Panicked(_) => None,
             // A value that failed to (de)serialize fails the same way on every attempt.
             AttemptError::Codec(_) => None,
-            AttemptError::Crashed(_) | AttemptError::TimedOut(_) => {
+            AttemptError::Crashed(_) | AttemptError::TimedOut(_) | AttemptError::NoPermit(_) => {
                 self.policy.retry_delay_after_fault(attempt)
             }
         }
@@ -94,19 +100,38 @@ impl<P: ?Sized> Attempts<'_, P> {
 
     /// The permit wait for the next attempt, zero when none is needed.
     #[inline]
-    fn permit(&self) -> Duration {
+    fn permit(&self) -> Result<Duration, String> {
         match self.limiter {
-            None => Duration::ZERO,
-            Some(limiter) => {
-                let wait = limiter.reserve();
+            None => Ok(Duration::ZERO),
+            Some(limiter) => self.booked(limiter.try_reserve()),
+        }
+    }
+
+    /// The async twin of [`permit`](Self::permit): a networked limiter answers without blocking.
+    #[inline]
+    async fn permit_async(&self) -> Result<Duration, String> {
+        match self.limiter {
+            None => Ok(Duration::ZERO),
+            Some(limiter) => self.booked(limiter.reserve_async().await),
+        }
+    }
+
+    #[inline]
+    fn booked(
+        &self,
+        reserved: Result<Duration, crate::error::OperoError>,
+    ) -> Result<Duration, String> {
+        match reserved {
+            Ok(wait) => {
                 if !wait.is_zero() {
                     if let Some(m) = self.metrics {
                         m.rate_limit_wait();
                     }
                     tracing::trace!(target: "opero", wait_ms = wait.as_secs_f64() * 1e3, "rate-limit wait");
                 }
-                wait
+                Ok(wait)
             }
+            Err(e) => Err(no_permit(&e)),
         }
     }
 
@@ -129,11 +154,16 @@ impl<P: ?Sized> Attempts<'_, P> {
             }
             let mut attempt = 1u32;
             loop {
-                let wait = self.permit();
-                if !wait.is_zero() {
-                    std::thread::sleep(wait);
-                }
-                match f(value) {
+                let outcome = match self.permit() {
+                    Ok(wait) => {
+                        if !wait.is_zero() {
+                            std::thread::sleep(wait);
+                        }
+                        f(value)
+                    }
+                    Err(why) => Err(AttemptError::NoPermit(why)),
+                };
+                match outcome {
                     Ok(v) => return Ok(v),
                     Err(e) => match self.on_failure(&mut failures, index, attempt, e) {
                         Some(delay) => {
@@ -177,20 +207,13 @@ impl<P: ?Sized> Attempts<'_, P> {
         P: RetryPolicy<E>,
         E: Display,
     {
-        let Some(first) = values.first() else {
-            return Box::pin(self.run_async_from(values, f, Start::Fresh)).await;
-        };
-        let wait = match self.limiter {
-            None => Duration::ZERO,
-            Some(_) => self.permit(),
-        };
-        let start = if wait.is_zero() {
-            match f(first).await {
+        // A limiter's reservation may itself be a round trip (Redis): the continuation takes it.
+        let start = match (values.first(), self.limiter) {
+            (Some(first), None) => match f(first).await {
                 Ok(v) => return Ok(v),
                 Err(e) => Start::Failed(e),
-            }
-        } else {
-            Start::Wait(wait)
+            },
+            _ => Start::Fresh,
         };
         Box::pin(self.run_async_from(values, f, start)).await
     }
@@ -217,17 +240,15 @@ impl<P: ?Sized> Attempts<'_, P> {
             loop {
                 let outcome = match std::mem::replace(&mut start, Start::Fresh) {
                     Start::Failed(e) => Err(e),
-                    Start::Wait(wait) => {
-                        crate::sleep::sleep(wait).await;
-                        f(value).await
-                    }
-                    Start::Fresh => {
-                        let wait = self.permit();
-                        if !wait.is_zero() {
-                            crate::sleep::sleep(wait).await;
+                    Start::Fresh => match self.permit_async().await {
+                        Ok(wait) => {
+                            if !wait.is_zero() {
+                                crate::sleep::sleep(wait).await;
+                            }
+                            f(value).await
                         }
-                        f(value).await
-                    }
+                        Err(why) => Err(AttemptError::NoPermit(why)),
+                    },
                 };
                 match outcome {
                     Ok(v) => return Ok(v),
@@ -252,10 +273,8 @@ impl<P: ?Sized> Attempts<'_, P> {
     }
 }
 
-/// Where [`Attempts::run_async_from`] starts: its first attempt failed, must wait for a permit
-/// first, or has not run.
+/// Where [`Attempts::run_async_from`] starts: its first attempt failed, or has not run.
 enum Start<E> {
     Failed(AttemptError<E>),
-    Wait(Duration),
     Fresh,
 }

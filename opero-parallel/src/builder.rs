@@ -156,6 +156,13 @@ impl<C, K, P> OpmapBuilder<C, K, P> {
         self
     }
 
+    /// Builds the limiter of a config whose `rate_limit.backend` is not `"local"`; see
+    /// [`OperoBuilder::rate_limiter_backend`](opero_core::OperoBuilder::rate_limiter_backend).
+    pub fn rate_limiter_backend(mut self, build: opero_core::BuildLimiter) -> Self {
+        self.opero = self.opero.rate_limiter_backend(build);
+        self
+    }
+
     /// Whether the workers share one rate limiter ([`RateLimitScope::Shared`], the default) or
     /// each has its own of the same rate and burst ([`RateLimitScope::PerWorker`]: `n` workers
     /// then make about `n × rate` calls per second). Every mode supports both; `PerWorker` needs
@@ -196,6 +203,7 @@ impl<C, K, P> OpmapBuilder<C, K, P> {
             self.rate_limit_scope,
             self.opero.config().rate_limit.rate,
             self.limiter_passed_in,
+            &self.opero.config().rate_limit.backend,
         )?;
         if self.rate_limit_scope != RateLimitScope::PerWorker {
             return Ok((self, None));

@@ -207,6 +207,26 @@ pub enum AttemptError<E> {
     /// The argument or the result could not cross to or from a worker process (it failed to
     /// serialize or to deserialize). Never retried: the same value would fail the same way.
     Codec(String),
+    /// The circuit breaker of this fallback value is open (or half-open with every probe taken):
+    /// the function was not called. Never retried and never slept on: the call moves on to the
+    /// next fallback value at once.
+    BreakerOpen,
+    /// The bulkhead was full: `max_concurrent` calls were in flight and `max_queue` more were
+    /// waiting. The function was not called.
+    BulkheadFull {
+        /// Calls allowed in flight at once.
+        max_concurrent: usize,
+        /// Calls allowed to wait for a slot.
+        max_queue: usize,
+    },
+    /// A setting of the pipeline cannot apply to this form of call (hedging on a blocking call):
+    /// the function was not called. `field` names the setting.
+    Unsupported {
+        /// The setting, as named in [`OperoConfig`](crate::OperoConfig).
+        field: &'static str,
+        /// Why it cannot apply.
+        reason: &'static str,
+    },
 }
 
 impl<E> AttemptError<E> {
@@ -235,6 +255,18 @@ impl<E: fmt::Display> fmt::Display for AttemptError<E> {
             AttemptError::Crashed(status) => write!(f, "worker crashed: {status}"),
             AttemptError::TimedOut(after) => write!(f, "timed out after {after:?}"),
             AttemptError::Codec(why) => write!(f, "cannot cross the process boundary: {why}"),
+            AttemptError::BreakerOpen => f.write_str("circuit breaker open"),
+            AttemptError::BulkheadFull {
+                max_concurrent,
+                max_queue,
+            } => write!(
+                f,
+                "bulkhead full: {max_concurrent} calls in flight (bulkhead.max_concurrent) and \
+                 {max_queue} waiting (bulkhead.max_queue)"
+            ),
+            AttemptError::Unsupported { field, reason } => {
+                write!(f, "`{field}` cannot apply to this call: {reason}")
+            }
         }
     }
 }

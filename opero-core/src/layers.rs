@@ -50,6 +50,7 @@ where
         policy,
         limiter: None,
         metrics: None,
+        guards: None,
     }
     .run_sync(&[()], |_| f().map_err(AttemptError::Failed))
 }
@@ -68,6 +69,7 @@ where
         policy,
         limiter: None,
         metrics: None,
+        guards: None,
     }
     .run_async(&[()], |_| {
         let fut = f();
@@ -117,6 +119,7 @@ where
         policy: &Once,
         limiter: None,
         metrics: None,
+        guards: None,
     }
     .run_sync(values.as_slice(), |v| f(v).map_err(AttemptError::Failed))
 }
@@ -135,6 +138,7 @@ where
         policy: &Once,
         limiter: None,
         metrics: None,
+        guards: None,
     }
     .run_async(values.as_slice(), |v| {
         let fut = f(v.clone());

@@ -36,6 +36,8 @@
 //! ```
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod breaker;
+mod bulkhead;
 mod cache;
 mod codec;
 mod config;
@@ -43,6 +45,7 @@ mod depth;
 mod error;
 mod executor;
 mod flight;
+mod hedge;
 mod key;
 pub mod layers;
 mod metrics;
@@ -52,6 +55,8 @@ mod rate_limit;
 mod retry;
 mod sleep;
 
+pub use breaker::{BreakerConfig, BreakerPermit, BreakerState, CircuitBreaker};
+pub use bulkhead::{Bulkhead, BulkheadConfig, BulkheadFull, BulkheadPermit};
 pub use cache::{BuildCache, CacheBackend, CacheFor, CacheSwitch, CacheValue, NoCache};
 pub use codec::{Codec, Decoded, Header, HEADER_LEN, MAX_DECODE_DEPTH};
 pub use config::{
@@ -62,6 +67,7 @@ pub use config::{
 pub use config::{parse_document, unknown_key};
 pub use error::{AllFailedError, Attempt, AttemptError, ErrorKind, OperoError};
 pub use executor::{AsyncExecutor, Executor, UnitHandle, UnitLost};
+pub use hedge::HedgeConfig;
 pub use key::{CacheKey, FunctionId, FunctionLabel, KeyFn, StableKey};
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use opero::{Fallbacks, Opero, OperoBuilder, Wrapped, WrappedAsync};

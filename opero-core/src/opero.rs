@@ -9,13 +9,16 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::breaker::{BreakerConfig, Breakers};
+use crate::bulkhead::{Bulkhead, BulkheadConfig};
+use crate::hedge::HedgeConfig;
 use crate::cache::{BuildCache, CacheBackend, CacheFor, CacheSwitch};
 use crate::config::{CacheConfig, OperoConfig, RateLimitConfig};
 use crate::error::{AllFailedError, AttemptError, OperoError};
 use crate::flight::{Flights, Join};
 use crate::key::{CacheKey, FunctionId, KeyFn, StableKey};
 use crate::metrics::{Metrics, MetricsSnapshot};
-use crate::pipeline::Attempts;
+use crate::pipeline::{Attempts, Guards};
 use crate::rate_limit::{RateLimiter, TokenBucket};
 use crate::retry::{Backoff, Jitter, RetryPolicy};
 
@@ -99,6 +102,9 @@ struct Shared<C, K, P> {
     key_fn: K,
     policy: P,
     limiter: Option<Arc<dyn RateLimiter>>,
+    /// Circuit breakers, bulkhead and hedging; boxed and absent when none is set, so the plain
+    /// pipeline stays as small and as fast as before.
+    guards: Option<Box<Guards>>,
     metrics: Arc<Metrics>,
     flights: Flights,
     /// Names given to wrappers of this pipeline and what they were given to, to refuse one name
@@ -271,6 +277,7 @@ impl<C, K, P> Opero<C, K, P> {
             policy: &self.shared.policy,
             limiter: self.shared.limiter.as_deref(),
             metrics: Some(&self.shared.metrics),
+            guards: self.shared.guards.as_deref(),
         }
     }
 }
@@ -776,6 +783,7 @@ impl<C, K, P> Opero<C, K, P> {
         A: ?Sized,
         F: Fn(&A) -> Result<T, E>,
     {
+        self.refuse_hedge_for_sync()?;
         let function = self.wrapper_identity(FunctionId::of::<F>(Location::caller()))?;
         Ok(Wrapped {
             opero: self.clone(),
@@ -797,6 +805,7 @@ impl<C, K, P> Opero<C, K, P> {
         A: ?Sized,
         F: Fn(&A, &V) -> Result<T, E>,
     {
+        self.refuse_hedge_for_sync()?;
         let function = self.wrapper_identity(FunctionId::of::<F>(Location::caller()))?;
         Ok(Wrapped {
             opero: self.clone(),
@@ -846,6 +855,20 @@ impl<C, K, P> Opero<C, K, P> {
             fallbacks,
             f,
         })
+    }
+
+    /// A sync wrapper of a hedged pipeline is refused: a blocking call cannot run two attempts
+    /// side by side.
+    fn refuse_hedge_for_sync(&self) -> Result<(), OperoError> {
+        match self.shared.guards.as_ref().and_then(|g| g.hedge) {
+            None => Ok(()),
+            Some(hedge) => Err(OperoError::invalid_config(
+                "hedge",
+                format!("{:?} × {}", hedge.delay, hedge.max_hedges),
+                "hedging needs an async form (wrap_async, run_async, call_async): a blocking \
+                 call cannot run two attempts side by side",
+            )),
+        }
     }
 
     /// Checks that a wrapper's function can be cached under a key of its own, when the cache is
@@ -1319,6 +1342,79 @@ impl<C, K, P> OperoBuilder<C, K, P> {
         self
     }
 
+    /// One circuit breaker per fallback value, shared by every clone of the pipeline (and every
+    /// opmap worker). An open breaker refuses its value's attempts at once with
+    /// [`AttemptError::BreakerOpen`], without a delay, and the call moves on to the next value.
+    /// Breakers belong to positions in the fallback list (the first million have one each; the
+    /// positions past that share the last). Default: none.
+    ///
+    /// ```
+    /// use opero_core::{AttemptError, BreakerConfig, NoCache, Opero};
+    /// use std::time::Duration;
+    ///
+    /// let opero = Opero::<NoCache>::builder()
+    ///     .retries(0)
+    ///     .circuit_breaker(BreakerConfig { failure_threshold: Some(2), ..Default::default() })
+    ///     .build()
+    ///     .unwrap();
+    /// let _ = opero.run(|| Err::<(), _>("down"));
+    /// let _ = opero.run(|| Err::<(), _>("down"));
+    /// let mut called = false;
+    /// let err = opero.run(|| { called = true; Ok::<_, &str>(()) }).unwrap_err();
+    /// assert!(!called, "the breaker is open: the function is not called");
+    /// assert_eq!(err.attempts()[0].error, AttemptError::BreakerOpen);
+    ///
+    /// let bad = Opero::<NoCache>::builder()
+    ///     .circuit_breaker(BreakerConfig { failure_ratio: Some(0.0), ..Default::default() })
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert_eq!(bad.field(), Some("breaker.failure_ratio"));
+    /// ```
+    pub fn circuit_breaker(mut self, breaker: BreakerConfig) -> Self {
+        self.config.breaker = Some(breaker);
+        self
+    }
+
+    /// At most `max_concurrent` calls of this pipeline (and its clones) in flight at once, and
+    /// `max_queue` more waiting for a slot (a sync call blocks, an async one awaits); past that a
+    /// call fails at once with [`AttemptError::BulkheadFull`]. A cache hit takes no slot.
+    /// Default: no limit.
+    ///
+    /// ```
+    /// use opero_core::{NoCache, Opero};
+    ///
+    /// let opero = Opero::<NoCache>::builder().bulkhead(8, 32).build().unwrap();
+    /// assert_eq!(opero.run(|| Ok::<_, String>(1)).unwrap(), 1);
+    /// let err = Opero::<NoCache>::builder().bulkhead(0, 4).build().unwrap_err();
+    /// assert_eq!(err.field(), Some("bulkhead.max_concurrent"));
+    /// ```
+    pub fn bulkhead(mut self, max_concurrent: usize, max_queue: usize) -> Self {
+        self.config.bulkhead = Some(BulkheadConfig {
+            max_concurrent,
+            max_queue,
+        });
+        self
+    }
+
+    /// Hedging for the async forms: when an attempt has not answered after `delay`, a hedge
+    /// starts beside it (on the next fallback value, or another attempt of the last one), at
+    /// most `max_hedges` per call; the first success wins and the others are dropped. A sync
+    /// form on a hedged pipeline fails with [`AttemptError::Unsupported`] naming `hedge`, and a
+    /// sync wrapper of one is refused when built. Default: none.
+    ///
+    /// ```
+    /// use opero_core::{NoCache, Opero};
+    /// use std::time::Duration;
+    ///
+    /// let hedged = Opero::<NoCache>::builder().hedge(Duration::from_millis(50), 1);
+    /// let err = hedged.wrap(|x: &u32| Ok::<_, String>(*x)).err().unwrap();
+    /// assert_eq!(err.field(), Some("hedge"));
+    /// ```
+    pub fn hedge(mut self, delay: Duration, max_hedges: u32) -> Self {
+        self.config.hedge = Some(HedgeConfig { delay, max_hedges });
+        self
+    }
+
     /// Names the function for its cache keys (recommended for disk and Redis: the entries then
     /// survive edits of the surrounding code, and needed for a callable that does not identify
     /// itself, see [`FunctionId`]).
@@ -1456,6 +1552,11 @@ impl<C, K, P> OperoBuilder<C, K, P> {
             }
             (None, None) => None,
         };
+        let guards = Guards {
+            breakers: self.config.breaker.clone().map(Breakers::new),
+            bulkhead: self.config.bulkhead.map(|b| Bulkhead::new(&b)).transpose()?,
+            hedge: self.config.hedge,
+        };
         Ok(Opero {
             shared: Arc::new(Shared {
                 cache,
@@ -1463,6 +1564,7 @@ impl<C, K, P> OperoBuilder<C, K, P> {
                 key_fn: self.key_fn,
                 policy: self.policy,
                 limiter,
+                guards: guards.any().then(|| Box::new(guards)),
                 metrics: Arc::new(Metrics::default()),
                 flights: Flights::default(),
                 wrapper_names: Default::default(),

@@ -6,7 +6,10 @@ use std::fmt::Display;
 use std::future::Future;
 use std::time::Duration;
 
+use crate::breaker::{BreakerPermit, BreakerState, Breakers};
+use crate::bulkhead::{Bulkhead, BulkheadPermit};
 use crate::error::{AllFailedError, AttemptError};
+use crate::hedge::HedgeConfig;
 use crate::metrics::Metrics;
 use crate::rate_limit::RateLimiter;
 use crate::retry::RetryPolicy;
@@ -16,9 +19,26 @@ pub(crate) struct Attempts<'a, P: ?Sized> {
     pub(crate) policy: &'a P,
     pub(crate) limiter: Option<&'a dyn RateLimiter>,
     pub(crate) metrics: Option<&'a Metrics>,
+    pub(crate) guards: Option<&'a Guards>,
 }
 
-impl<P: ?Sized> Attempts<'_, P> {
+/// The circuit breakers, the bulkhead and the hedging settings of a pipeline; `None` in
+/// [`Attempts`] when it has none of them, so that the plain loop checks one pointer.
+#[derive(Debug, Default)]
+pub(crate) struct Guards {
+    pub(crate) breakers: Option<Breakers>,
+    pub(crate) bulkhead: Option<Bulkhead>,
+    pub(crate) hedge: Option<HedgeConfig>,
+}
+
+impl Guards {
+    /// Whether any guard is set.
+    pub(crate) fn any(&self) -> bool {
+        self.breakers.is_some() || self.bulkhead.is_some() || self.hedge.is_some()
+    }
+}
+
+impl<'a, P: ?Sized> Attempts<'a, P> {
     fn decide<E>(&self, attempt: u32, error: &AttemptError<E>) -> Option<Duration>
     where
         P: RetryPolicy<E>,
@@ -32,22 +52,85 @@ impl<P: ?Sized> Attempts<'_, P> {
             AttemptError::Crashed(_) | AttemptError::TimedOut(_) => {
                 self.policy.retry_delay_after_fault(attempt)
             }
+            // Refused before the function ran: waiting would not change the answer.
+            _ => None,
         }
     }
 
-    /// Books a failure and says whether (and after how long) to retry.
+    /// The breaker permit for an attempt on fallback value `index` (`None` without breakers),
+    /// or `Err` when its breaker is open.
+    #[inline]
+    pub(crate) fn breaker_permit(&self, index: usize) -> Result<Option<BreakerPermit<'a>>, ()> {
+        match self.guards.and_then(|g| g.breakers.as_ref()) {
+            None => Ok(None),
+            Some(breakers) => breakers
+                .get(index)
+                .acquire(self.metrics)
+                .map(Some)
+                .ok_or(()),
+        }
+    }
+
+    /// Reports a failed attempt to its breaker; true when the breaker is open now, so that the
+    /// value's retries end without a delay.
+    pub(crate) fn breaker_failed(&self, index: usize, permit: Option<BreakerPermit<'_>>) -> bool {
+        let Some(permit) = permit else { return false };
+        permit.failure();
+        self.guards
+            .and_then(|g| g.breakers.as_ref())
+            .is_some_and(|b| b.get(index).state() == BreakerState::Open)
+    }
+
+    /// A slot in the bulkhead, if there is one (waiting in its queue, blocking the thread).
+    fn bulkhead_blocking<E>(&self) -> Result<Option<BulkheadPermit<'a>>, AllFailedError<E>> {
+        match self.guards.and_then(|g| g.bulkhead.as_ref()) {
+            None => Ok(None),
+            Some(b) => b
+                .enter_blocking_counted(self.metrics)
+                .map(Some)
+                .map_err(|full| self.refused(full.into())),
+        }
+    }
+
+    /// A slot in the bulkhead, if there is one (waiting in its queue without blocking).
+    async fn bulkhead<E>(&self) -> Result<Option<BulkheadPermit<'a>>, AllFailedError<E>> {
+        match self.guards.and_then(|g| g.bulkhead.as_ref()) {
+            None => Ok(None),
+            Some(b) => b
+                .enter_counted(self.metrics)
+                .await
+                .map(Some)
+                .map_err(|full| self.refused(full.into())),
+        }
+    }
+
+    /// A call refused before any attempt ran.
     #[cold]
-    fn on_failure<E: Display>(
+    fn refused<E>(&self, error: AttemptError<E>) -> AllFailedError<E> {
+        let failures = AllFailedError::single(0, 1, error);
+        self.on_all_failed(&failures);
+        failures
+    }
+
+    /// Books a failure and says whether (and after how long) to retry.
+    /// `breaker_open`: the value's breaker opened, so its retries end here.
+    #[cold]
+    pub(crate) fn on_failure<E: Display>(
         &self,
         failures: &mut AllFailedError<E>,
         index: usize,
         attempt: u32,
         error: AttemptError<E>,
+        breaker_open: bool,
     ) -> Option<Duration>
     where
         P: RetryPolicy<E>,
     {
-        let delay = self.decide(attempt, &error);
+        let delay = if breaker_open {
+            None
+        } else {
+            self.decide(attempt, &error)
+        };
         if let Some(m) = self.metrics {
             m.failed_attempt();
             if delay.is_some() {
@@ -76,7 +159,7 @@ impl<P: ?Sized> Attempts<'_, P> {
     }
 
     #[cold]
-    fn on_switch(&self, index: usize) {
+    pub(crate) fn on_switch(&self, index: usize) {
         if let Some(m) = self.metrics {
             m.fallback_switch();
         }
@@ -85,7 +168,7 @@ impl<P: ?Sized> Attempts<'_, P> {
     }
 
     #[cold]
-    fn on_all_failed<E>(&self, failures: &AllFailedError<E>) {
+    pub(crate) fn on_all_failed<E>(&self, failures: &AllFailedError<E>) {
         if let Some(m) = self.metrics {
             m.failed_call();
         }
@@ -94,7 +177,7 @@ impl<P: ?Sized> Attempts<'_, P> {
 
     /// The permit wait for the next attempt, zero when none is needed.
     #[inline]
-    fn permit(&self) -> Duration {
+    pub(crate) fn permit(&self) -> Duration {
         match self.limiter {
             None => Duration::ZERO,
             Some(limiter) => {
@@ -122,6 +205,15 @@ impl<P: ?Sized> Attempts<'_, P> {
         P: RetryPolicy<E>,
         E: Display,
     {
+        let _slot = match self.guards {
+            None => None,
+            Some(guards) => {
+                if guards.hedge.is_some() {
+                    return Err(self.refused(crate::hedge::sync_refusal()));
+                }
+                self.bulkhead_blocking()?
+            }
+        };
         let mut failures = AllFailedError::new();
         for (index, value) in values.iter().enumerate() {
             if index > 0 {
@@ -129,13 +221,26 @@ impl<P: ?Sized> Attempts<'_, P> {
             }
             let mut attempt = 1u32;
             loop {
+                let Ok(breaker) = self.breaker_permit(index) else {
+                    // An open breaker is skipped at once: no call, no delay.
+                    failures.push(index, attempt, AttemptError::BreakerOpen);
+                    break;
+                };
                 let wait = self.permit();
                 if !wait.is_zero() {
                     std::thread::sleep(wait);
                 }
                 match f(value) {
-                    Ok(v) => return Ok(v),
-                    Err(e) => match self.on_failure(&mut failures, index, attempt, e) {
+                    Ok(v) => {
+                        if let Some(p) = breaker {
+                            p.success();
+                        }
+                        return Ok(v);
+                    }
+                    Err(e) => match {
+                        let open = self.breaker_failed(index, breaker);
+                        self.on_failure(&mut failures, index, attempt, e, open)
+                    } {
                         Some(delay) => {
                             if !delay.is_zero() {
                                 std::thread::sleep(delay);
@@ -168,6 +273,16 @@ impl<P: ?Sized> Attempts<'_, P> {
         P: RetryPolicy<E>,
         E: Display,
     {
+        let _slot = match self.guards {
+            None => None,
+            Some(guards) => {
+                let slot = self.bulkhead().await?;
+                if let Some(hedge) = &guards.hedge {
+                    return self.run_hedged(hedge, values, f).await;
+                }
+                slot
+            }
+        };
         let mut failures = AllFailedError::new();
         for (index, value) in values.iter().enumerate() {
             if index > 0 {
@@ -175,13 +290,26 @@ impl<P: ?Sized> Attempts<'_, P> {
             }
             let mut attempt = 1u32;
             loop {
+                let Ok(breaker) = self.breaker_permit(index) else {
+                    // An open breaker is skipped at once: no call, no delay.
+                    failures.push(index, attempt, AttemptError::BreakerOpen);
+                    break;
+                };
                 let wait = self.permit();
                 if !wait.is_zero() {
                     crate::sleep::sleep(wait).await;
                 }
                 match f(value).await {
-                    Ok(v) => return Ok(v),
-                    Err(e) => match self.on_failure(&mut failures, index, attempt, e) {
+                    Ok(v) => {
+                        if let Some(p) = breaker {
+                            p.success();
+                        }
+                        return Ok(v);
+                    }
+                    Err(e) => match {
+                        let open = self.breaker_failed(index, breaker);
+                        self.on_failure(&mut failures, index, attempt, e, open)
+                    } {
                         Some(delay) => {
                             if !delay.is_zero() {
                                 crate::sleep::sleep(delay).await;

@@ -163,6 +163,7 @@ fn any_config() -> impl Strategy<Value = OperoConfig> {
                     ..CacheConfig::default()
                 },
                 rate_limit: RateLimitConfig { rate, burst },
+                ..OperoConfig::default()
             },
         )
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::breaker::{BreakerConfig, Breakers};
+use crate::breaker::{BreakerConfig, Breakers, CircuitBreaker};
 use crate::bulkhead::{Bulkhead, BulkheadConfig};
 use crate::hedge::HedgeConfig;
 use crate::cache::{BuildCache, CacheBackend, CacheFor, CacheSwitch};
@@ -232,6 +232,28 @@ impl<C, K, P> Opero<C, K, P> {
     /// The shared rate limiter, when rate limiting is on.
     pub fn rate_limiter(&self) -> Option<&Arc<dyn RateLimiter>> {
         self.shared.limiter.as_ref()
+    }
+
+    /// The circuit breaker of fallback position `index` (0 for a call without fallbacks), when
+    /// breakers are on: shared by every clone, so its [`state`](CircuitBreaker::state) is the
+    /// one every call sees.
+    pub fn circuit_breaker(&self, index: usize) -> Option<&CircuitBreaker> {
+        self.shared
+            .guards
+            .as_ref()
+            .and_then(|g| g.breakers.as_ref())
+            .map(|b| b.get(index))
+    }
+
+    /// The bulkhead, when one is set.
+    pub fn bulkhead(&self) -> Option<&Bulkhead> {
+        self.shared.guards.as_ref().and_then(|g| g.bulkhead.as_ref())
+    }
+
+    /// Whether a circuit breaker, a bulkhead or hedging is set: every attempt must then go
+    /// through the pipeline (an executor may run a first attempt outside it otherwise).
+    pub fn guarded(&self) -> bool {
+        self.shared.guards.is_some()
     }
 
     /// The retry policy.

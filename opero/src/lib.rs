@@ -31,6 +31,10 @@ pub use opero_core::{
     RetryPredicate, StableKey, TokenBucket, Wrapped, WrappedAsync, HEADER_LEN, MAX_DECODE_DEPTH,
 };
 pub use opero_core::{timeout, Elapsed, MAX_RATE};
+pub use opero_core::{
+    BreakerConfig, BreakerPermit, BreakerState, Bulkhead, BulkheadConfig, BulkheadFull,
+    BulkheadPermit, CircuitBreaker, HedgeConfig,
+};
 
 /// The cache backends, each behind its cargo feature (the memory one is always there).
 pub mod cache {

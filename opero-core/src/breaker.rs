@@ -274,8 +274,12 @@ impl CircuitBreaker {
 
     fn now_ns(&self) -> u64 {
         // Past ~584 years of uptime the clock stops; the breaker then stays as it is.
-        u64::try_from(Instant::now().saturating_duration_since(self.epoch).as_nanos())
-            .unwrap_or(u64::MAX)
+        u64::try_from(
+            Instant::now()
+                .saturating_duration_since(self.epoch)
+                .as_nanos(),
+        )
+        .unwrap_or(u64::MAX)
     }
 
     /// The state now (an open breaker whose open duration has passed reads as half-open).
@@ -351,9 +355,9 @@ impl CircuitBreaker {
                         generation: self.generation.load(Ordering::Acquire),
                     })
                 } else {
-                    let _ = self.probes.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                        n.checked_sub(1)
-                    });
+                    let _ = self
+                        .probes
+                        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
                     self.refuse(metrics)
                 }
             }
@@ -394,7 +398,10 @@ impl CircuitBreaker {
             // Outcomes of calls let through before the breaker opened change nothing.
             return;
         }
-        let failures = self.consecutive.fetch_add(1, Ordering::AcqRel).saturating_add(1);
+        let failures = self
+            .consecutive
+            .fetch_add(1, Ordering::AcqRel)
+            .saturating_add(1);
         if failures >= self.failure_threshold {
             self.trip(CLOSED, metrics);
             return;
@@ -645,7 +652,9 @@ mod tests {
         assert!(p1.is_probe() && p2.is_probe());
         assert!(b.try_acquire().is_none(), "two probes at most");
         drop(p2);
-        let p3 = b.try_acquire().expect("a cancelled probe gives its place back");
+        let p3 = b
+            .try_acquire()
+            .expect("a cancelled probe gives its place back");
         p1.success();
         assert_eq!(b.state(), BreakerState::Closed);
         // The other probe's late outcome changes nothing.

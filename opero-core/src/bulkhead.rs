@@ -214,7 +214,9 @@ impl Bulkhead {
         &self,
         metrics: Option<&Metrics>,
     ) -> Result<BulkheadPermit<'_>, BulkheadFull> {
-        self.enter().await.inspect_err(|full| on_full(full, metrics))
+        self.enter()
+            .await
+            .inspect_err(|full| on_full(full, metrics))
     }
 
     /// [`enter_blocking`](Self::enter_blocking), counting and logging a refusal.

@@ -87,7 +87,8 @@ impl HedgeConfig {
 pub(crate) fn sync_refusal<E>() -> AttemptError<E> {
     AttemptError::Unsupported {
         field: "hedge",
-        reason: "hedging runs attempts side by side, which a blocking call cannot; use an async form",
+        reason:
+            "hedging runs attempts side by side, which a blocking call cannot; use an async form",
     }
 }
 

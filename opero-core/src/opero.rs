@@ -11,11 +11,11 @@ use serde::Serialize;
 
 use crate::breaker::{BreakerConfig, Breakers, CircuitBreaker};
 use crate::bulkhead::{Bulkhead, BulkheadConfig};
-use crate::hedge::HedgeConfig;
 use crate::cache::{BuildCache, CacheBackend, CacheFor, CacheSwitch};
 use crate::config::{CacheConfig, OperoConfig, RateLimitConfig};
 use crate::error::{AllFailedError, AttemptError, OperoError};
 use crate::flight::{Flights, Join};
+use crate::hedge::HedgeConfig;
 use crate::key::{CacheKey, FunctionId, KeyFn, StableKey};
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::pipeline::{Attempts, Guards};
@@ -247,7 +247,10 @@ impl<C, K, P> Opero<C, K, P> {
 
     /// The bulkhead, when one is set.
     pub fn bulkhead(&self) -> Option<&Bulkhead> {
-        self.shared.guards.as_ref().and_then(|g| g.bulkhead.as_ref())
+        self.shared
+            .guards
+            .as_ref()
+            .and_then(|g| g.bulkhead.as_ref())
     }
 
     /// Whether a circuit breaker, a bulkhead or hedging is set: every attempt must then go
@@ -1576,7 +1579,11 @@ impl<C, K, P> OperoBuilder<C, K, P> {
         };
         let guards = Guards {
             breakers: self.config.breaker.clone().map(Breakers::new),
-            bulkhead: self.config.bulkhead.map(|b| Bulkhead::new(&b)).transpose()?,
+            bulkhead: self
+                .config
+                .bulkhead
+                .map(|b| Bulkhead::new(&b))
+                .transpose()?,
             hedge: self.config.hedge,
         };
         Ok(Opero {

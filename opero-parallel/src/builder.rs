@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use opero_core::{
-    Backoff, BreakerConfig, BuildCache, CacheConfig, CacheSwitch, Fallbacks, FunctionId, Jitter, KeyFn,
-    OperoBuilder, OperoError, RateLimitConfig, RateLimiter, StableKey,
+    Backoff, BreakerConfig, BuildCache, CacheConfig, CacheSwitch, Fallbacks, FunctionId, Jitter,
+    KeyFn, OperoBuilder, OperoError, RateLimitConfig, RateLimiter, StableKey,
 };
 
 use crate::config::{check_scope, check_workers, Mode, OpmapConfig, RateLimitScope};

@@ -25,11 +25,7 @@ impl Drop for DroppedUnfinished {
 
 #[tokio::test(start_paused = true)]
 async fn the_hedge_starts_on_the_next_value_at_the_delay_and_the_slow_attempt_is_dropped() {
-    let pipeline = opero()
-        .retries(0)
-        .hedge(HEDGE, 1)
-        .build()
-        .unwrap();
+    let pipeline = opero().retries(0).hedge(HEDGE, 1).build().unwrap();
     let mirrors = Fallbacks::new(vec![("slow", 1_000u64), ("fast", 30)]).unwrap();
     let start = Instant::now();
     let starts = Arc::new(Mutex::new(Vec::new()));
@@ -52,18 +48,18 @@ async fn the_hedge_starts_on_the_next_value_at_the_delay_and_the_slow_attempt_is
         vec![("slow", Duration::ZERO), ("fast", HEDGE)]
     );
     assert_eq!(start.elapsed(), HEDGE + Duration::from_millis(30));
-    assert_eq!(dropped.load(Ordering::SeqCst), 1, "the slow attempt was dropped");
+    assert_eq!(
+        dropped.load(Ordering::SeqCst),
+        1,
+        "the slow attempt was dropped"
+    );
     let m = pipeline.metrics();
     assert_eq!((m.hedges, m.fallback_switches), (1, 1));
 }
 
 #[tokio::test(start_paused = true)]
 async fn hedges_are_bounded_and_start_one_delay_apart_on_the_same_value() {
-    let pipeline = opero()
-        .retries(0)
-        .hedge(HEDGE, 2)
-        .build()
-        .unwrap();
+    let pipeline = opero().retries(0).hedge(HEDGE, 2).build().unwrap();
     let start = Instant::now();
     let starts = Arc::new(Mutex::new(Vec::new()));
     let n = AtomicU32::new(0);

@@ -90,7 +90,10 @@ async fn the_breaker_opens_skips_probes_reopens_and_closes_on_the_exact_schedule
     assert_eq!(primary_calls.load(Ordering::SeqCst), 3);
     let breaker = pipeline.circuit_breaker(0).unwrap();
     assert_eq!(breaker.state(), BreakerState::Open);
-    assert_eq!(pipeline.circuit_breaker(1).unwrap().state(), BreakerState::Closed);
+    assert_eq!(
+        pipeline.circuit_breaker(1).unwrap().state(),
+        BreakerState::Closed
+    );
 
     // Open: the primary is not called and nothing sleeps, up to the last nanosecond.
     let t = Instant::now();
@@ -143,7 +146,10 @@ async fn the_breaker_opens_skips_probes_reopens_and_closes_on_the_exact_schedule
     assert!(text.contains("circuit breaker half-open"), "{text}");
     assert!(text.contains("circuit breaker closed"), "{text}");
     assert!(text.contains("fallback_index=0"), "{text}");
-    assert!(!text.contains("secret-"), "a fallback value was logged: {text}");
+    assert!(
+        !text.contains("secret-"),
+        "a fallback value was logged: {text}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -188,7 +194,10 @@ async fn when_every_breaker_is_open_the_call_fails_at_once_with_one_breaker_open
             (2, 1, AttemptError::BreakerOpen),
         ]
     );
-    assert!(refused.to_string().contains("circuit breaker open"), "{refused}");
+    assert!(
+        refused.to_string().contains("circuit breaker open"),
+        "{refused}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -208,8 +217,14 @@ async fn the_ratio_trigger_opens_only_past_the_minimum_throughput_within_the_win
     let outcome = |ok: bool| {
         let p = &pipeline;
         async move {
-            p.run_async(|| async move { if ok { Ok(()) } else { Err("boom") } })
-                .await
+            p.run_async(|| async move {
+                if ok {
+                    Ok(())
+                } else {
+                    Err("boom")
+                }
+            })
+            .await
         }
     };
     let breaker = pipeline.circuit_breaker(0).unwrap();

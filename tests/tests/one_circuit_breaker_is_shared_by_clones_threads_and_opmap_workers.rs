@@ -43,7 +43,10 @@ fn failures_on_many_threads_through_clones_open_one_breaker_for_all() {
     assert_eq!(calls.load(Ordering::SeqCst), 8);
     // Eight failures across four threads: open for a clone that saw none of them.
     let fresh = pipeline.clone();
-    assert_eq!(fresh.circuit_breaker(0).unwrap().state(), BreakerState::Open);
+    assert_eq!(
+        fresh.circuit_breaker(0).unwrap().state(),
+        BreakerState::Open
+    );
     let err = fresh
         .run(|| {
             calls.fetch_add(1, Ordering::SeqCst);

@@ -43,7 +43,10 @@ async fn two_run_one_waits_and_the_fourth_is_refused_at_once() {
     assert_eq!(refused.len(), 1);
     assert_eq!(refused.attempts()[0].error, FULL);
     assert_eq!(d.1, Duration::ZERO, "refused without waiting");
-    assert!(refused.to_string().contains("bulkhead.max_concurrent"), "{refused}");
+    assert!(
+        refused.to_string().contains("bulkhead.max_concurrent"),
+        "{refused}"
+    );
 
     // The first two run at 0 ms; the queued one starts when the first slot frees, at 100 ms.
     assert_eq!(a.await.unwrap().0.unwrap(), (1, Duration::ZERO));
@@ -82,7 +85,10 @@ async fn a_queue_of_zero_refuses_as_soon_as_every_slot_is_taken() {
     );
     holder.await.unwrap().unwrap();
     // The slot is back.
-    assert!(pipeline.run_async(|| async { Ok::<_, &str>(()) }).await.is_ok());
+    assert!(pipeline
+        .run_async(|| async { Ok::<_, &str>(()) })
+        .await
+        .is_ok());
 }
 
 #[test]
@@ -95,8 +101,11 @@ fn sync_calls_on_real_threads_never_exceed_the_limit_and_the_rest_are_refused() 
     let threads: Vec<_> = (0..THREADS)
         .map(|_| {
             let p = pipeline.clone();
-            let (running, peak, barrier) =
-                (Arc::clone(&running), Arc::clone(&peak), Arc::clone(&barrier));
+            let (running, peak, barrier) = (
+                Arc::clone(&running),
+                Arc::clone(&peak),
+                Arc::clone(&barrier),
+            );
             std::thread::spawn(move || {
                 barrier.wait();
                 p.run(|| {
@@ -164,9 +173,21 @@ fn a_cache_hit_takes_no_slot() {
         .bulkhead(1, 0)
         .build()
         .unwrap();
-    assert_eq!(pipeline.call(&7u32, |x: &u32| Ok::<_, String>(x * 2)).unwrap(), 14);
+    assert_eq!(
+        pipeline
+            .call(&7u32, |x: &u32| Ok::<_, String>(x * 2))
+            .unwrap(),
+        14
+    );
     let _held = pipeline.bulkhead().unwrap().enter_blocking().unwrap();
     // The only slot is taken, yet the cached answer comes back.
-    assert_eq!(pipeline.call(&7u32, |x: &u32| Ok::<_, String>(x * 2)).unwrap(), 14);
-    assert!(pipeline.call(&8u32, |x: &u32| Ok::<_, String>(x * 2)).is_err());
+    assert_eq!(
+        pipeline
+            .call(&7u32, |x: &u32| Ok::<_, String>(x * 2))
+            .unwrap(),
+        14
+    );
+    assert!(pipeline
+        .call(&8u32, |x: &u32| Ok::<_, String>(x * 2))
+        .is_err());
 }

@@ -195,25 +195,61 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
 
     /// Runs `f` over the fallback values in order, each with its full retry budget.
     #[inline]
-    pub(crate) fn run_sync<V, T, E, F>(
+    pub(crate) fn run_sync<V, T, E, F>(&self, values: &[V], f: F) -> Result<T, AllFailedError<E>>
+    where
+        F: FnMut(&V) -> Result<T, AttemptError<E>>,
+        P: RetryPolicy<E>,
+        E: Display,
+    {
+        match self.guards {
+            // The plain loop, compiled without a trace of the guards.
+            None => self.loop_sync(NoGate, values, f),
+            Some(guards) => self.run_sync_guarded(guards, values, f),
+        }
+    }
+
+    #[inline(never)]
+    fn run_sync_guarded<V, T, E, F>(
         &self,
+        guards: &'a Guards,
         values: &[V],
-        mut f: F,
+        f: F,
     ) -> Result<T, AllFailedError<E>>
     where
         F: FnMut(&V) -> Result<T, AttemptError<E>>,
         P: RetryPolicy<E>,
         E: Display,
     {
-        let _slot = match self.guards {
-            None => None,
-            Some(guards) => {
-                if guards.hedge.is_some() {
-                    return Err(self.refused(crate::hedge::sync_refusal()));
-                }
-                self.bulkhead_blocking()?
-            }
-        };
+        if guards.hedge.is_some() {
+            return Err(self.refused(crate::hedge::sync_refusal()));
+        }
+        let _slot = self.bulkhead_blocking()?;
+        match &guards.breakers {
+            None => self.loop_sync(NoGate, values, f),
+            Some(breakers) => self.loop_sync(
+                BreakerGate {
+                    breakers,
+                    metrics: self.metrics,
+                },
+                values,
+                f,
+            ),
+        }
+    }
+
+    #[inline]
+    fn loop_sync<G, V, T, E, F>(
+        &self,
+        gate: G,
+        values: &[V],
+        mut f: F,
+    ) -> Result<T, AllFailedError<E>>
+    where
+        G: Gate,
+        F: FnMut(&V) -> Result<T, AttemptError<E>>,
+        P: RetryPolicy<E>,
+        E: Display,
+    {
         let mut failures = AllFailedError::new();
         for (index, value) in values.iter().enumerate() {
             if index > 0 {
@@ -221,7 +257,7 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
             }
             let mut attempt = 1u32;
             loop {
-                let Ok(breaker) = self.breaker_permit(index) else {
+                let Some(pass) = gate.enter(index) else {
                     // An open breaker is skipped at once: no call, no delay.
                     failures.push(index, attempt, AttemptError::BreakerOpen);
                     break;
@@ -232,27 +268,25 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
                 }
                 match f(value) {
                     Ok(v) => {
-                        if let Some(p) = breaker {
-                            p.success();
-                        }
+                        gate.success(pass);
                         return Ok(v);
                     }
-                    Err(e) => match {
-                        let open = self.breaker_failed(index, breaker);
-                        self.on_failure(&mut failures, index, attempt, e, open)
-                    } {
-                        Some(delay) => {
-                            if !delay.is_zero() {
-                                std::thread::sleep(delay);
+                    Err(e) => {
+                        let open = gate.failure(index, pass);
+                        match self.on_failure(&mut failures, index, attempt, e, open) {
+                            Some(delay) => {
+                                if !delay.is_zero() {
+                                    std::thread::sleep(delay);
+                                }
+                                // Past u32::MAX attempts there is no number for the next one.
+                                match attempt.checked_add(1) {
+                                    Some(next) => attempt = next,
+                                    None => break,
+                                }
                             }
-                            // Past u32::MAX attempts there is no number for the next one.
-                            match attempt.checked_add(1) {
-                                Some(next) => attempt = next,
-                                None => break,
-                            }
+                            None => break,
                         }
-                        None => break,
-                    },
+                    }
                 }
             }
         }
@@ -265,7 +299,7 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
     pub(crate) async fn run_async<V, T, E, F, Fut>(
         &self,
         values: &[V],
-        mut f: F,
+        f: F,
     ) -> Result<T, AllFailedError<E>>
     where
         F: FnMut(&V) -> Fut,
@@ -273,16 +307,38 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
         P: RetryPolicy<E>,
         E: Display,
     {
-        let _slot = match self.guards {
-            None => None,
-            Some(guards) => {
-                let slot = self.bulkhead().await?;
-                if let Some(hedge) = &guards.hedge {
-                    return self.run_hedged(hedge, values, f).await;
-                }
-                slot
-            }
+        let Some(guards) = self.guards else {
+            return self.loop_async(NoGate, values, f).await;
         };
+        let _slot = self.bulkhead().await?;
+        if let Some(hedge) = &guards.hedge {
+            return self.run_hedged(hedge, values, f).await;
+        }
+        match &guards.breakers {
+            None => self.loop_async(NoGate, values, f).await,
+            Some(breakers) => {
+                let gate = BreakerGate {
+                    breakers,
+                    metrics: self.metrics,
+                };
+                self.loop_async(gate, values, f).await
+            }
+        }
+    }
+
+    async fn loop_async<G, V, T, E, F, Fut>(
+        &self,
+        gate: G,
+        values: &[V],
+        mut f: F,
+    ) -> Result<T, AllFailedError<E>>
+    where
+        G: Gate,
+        F: FnMut(&V) -> Fut,
+        Fut: Future<Output = Result<T, AttemptError<E>>>,
+        P: RetryPolicy<E>,
+        E: Display,
+    {
         let mut failures = AllFailedError::new();
         for (index, value) in values.iter().enumerate() {
             if index > 0 {
@@ -290,7 +346,7 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
             }
             let mut attempt = 1u32;
             loop {
-                let Ok(breaker) = self.breaker_permit(index) else {
+                let Some(pass) = gate.enter(index) else {
                     // An open breaker is skipped at once: no call, no delay.
                     failures.push(index, attempt, AttemptError::BreakerOpen);
                     break;
@@ -301,31 +357,80 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
                 }
                 match f(value).await {
                     Ok(v) => {
-                        if let Some(p) = breaker {
-                            p.success();
-                        }
+                        gate.success(pass);
                         return Ok(v);
                     }
-                    Err(e) => match {
-                        let open = self.breaker_failed(index, breaker);
-                        self.on_failure(&mut failures, index, attempt, e, open)
-                    } {
-                        Some(delay) => {
-                            if !delay.is_zero() {
-                                crate::sleep::sleep(delay).await;
+                    Err(e) => {
+                        let open = gate.failure(index, pass);
+                        match self.on_failure(&mut failures, index, attempt, e, open) {
+                            Some(delay) => {
+                                if !delay.is_zero() {
+                                    crate::sleep::sleep(delay).await;
+                                }
+                                // Past u32::MAX attempts there is no number for the next one.
+                                match attempt.checked_add(1) {
+                                    Some(next) => attempt = next,
+                                    None => break,
+                                }
                             }
-                            // Past u32::MAX attempts there is no number for the next one.
-                            match attempt.checked_add(1) {
-                                Some(next) => attempt = next,
-                                None => break,
-                            }
+                            None => break,
                         }
-                        None => break,
-                    },
+                    }
                 }
             }
         }
         self.on_all_failed(&failures);
         Err(failures)
+    }
+}
+
+/// What lets an attempt on a fallback value through: nothing ([`NoGate`]) or the value's
+/// circuit breaker ([`BreakerGate`]). A type parameter, so that the plain loop carries no
+/// permit, no drop and no branch of the breakers.
+trait Gate: Copy {
+    type Pass;
+    /// The pass for an attempt on `index`, or `None` when its breaker is open.
+    fn enter(self, index: usize) -> Option<Self::Pass>;
+    fn success(self, pass: Self::Pass);
+    /// Books a failure; true when the breaker is open now.
+    fn failure(self, index: usize, pass: Self::Pass) -> bool;
+}
+
+#[derive(Clone, Copy)]
+struct NoGate;
+
+impl Gate for NoGate {
+    type Pass = ();
+    #[inline(always)]
+    fn enter(self, _: usize) -> Option<()> {
+        Some(())
+    }
+    #[inline(always)]
+    fn success(self, _: ()) {}
+    #[inline(always)]
+    fn failure(self, _: usize, _: ()) -> bool {
+        false
+    }
+}
+
+#[derive(Clone, Copy)]
+struct BreakerGate<'a> {
+    breakers: &'a Breakers,
+    metrics: Option<&'a Metrics>,
+}
+
+impl<'b> Gate for BreakerGate<'b> {
+    type Pass = BreakerPermit<'b>;
+    #[inline]
+    fn enter(self, index: usize) -> Option<BreakerPermit<'b>> {
+        self.breakers.get(index).acquire(self.metrics)
+    }
+    #[inline]
+    fn success(self, pass: BreakerPermit<'b>) {
+        pass.success();
+    }
+    fn failure(self, index: usize, pass: BreakerPermit<'b>) -> bool {
+        pass.failure();
+        self.breakers.get(index).state() == BreakerState::Open
     }
 }

@@ -105,6 +105,8 @@ struct Shared<C, K, P> {
     /// Circuit breakers, bulkhead and hedging; boxed and absent when none is set, so the plain
     /// pipeline stays as small and as fast as before.
     guards: Option<Box<Guards>>,
+    /// No cache and no guards: one flag for the no-fault path to test.
+    plain: bool,
     metrics: Arc<Metrics>,
     flights: Flights,
     /// Names given to wrappers of this pipeline and what they were given to, to refuse one name
@@ -524,7 +526,29 @@ where
         P: RetryPolicy<E>,
         E: Display,
     {
-        // Inlined up to here, so that an uncached call costs the bare attempt loop.
+        // Inlined up to here, so that an uncached, unguarded call costs the bare attempt loop.
+        if self.shared.plain {
+            return self.attempts().run_sync_unguarded(values, |v| f(args, v));
+        }
+        self.call_guarded_or_cached(function, args, values, f)
+    }
+
+    /// [`call_attempts`](Self::call_attempts) with a cache, guards or both.
+    #[inline(never)]
+    fn call_guarded_or_cached<A, V, T, E, F>(
+        &self,
+        function: FunctionId<'_>,
+        args: &A,
+        values: &[V],
+        mut f: F,
+    ) -> Result<T, AllFailedError<E>>
+    where
+        A: ?Sized,
+        C: CacheFor<A, T>,
+        F: FnMut(&A, &V) -> Result<T, AttemptError<E>>,
+        P: RetryPolicy<E>,
+        E: Display,
+    {
         match &self.shared.cache {
             None => self.attempts().run_sync(values, |v| f(args, v)),
             Some(cache) => self.call_cached(cache, function, args, values, f),
@@ -1586,14 +1610,16 @@ impl<C, K, P> OperoBuilder<C, K, P> {
                 .transpose()?,
             hedge: self.config.hedge,
         };
+        let guards = guards.any().then(|| Box::new(guards));
         Ok(Opero {
             shared: Arc::new(Shared {
+                plain: cache.is_none() && guards.is_none(),
                 cache,
                 cache_config: self.config.cache,
                 key_fn: self.key_fn,
                 policy: self.policy,
                 limiter,
-                guards: guards.any().then(|| Box::new(guards)),
+                guards,
                 metrics: Arc::new(Metrics::default()),
                 flights: Flights::default(),
                 wrapper_names: Default::default(),

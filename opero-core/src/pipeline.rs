@@ -194,7 +194,6 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
     }
 
     /// Runs `f` over the fallback values in order, each with its full retry budget.
-    #[inline]
     pub(crate) fn run_sync<V, T, E, F>(&self, values: &[V], f: F) -> Result<T, AllFailedError<E>>
     where
         F: FnMut(&V) -> Result<T, AttemptError<E>>,
@@ -202,12 +201,30 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
         E: Display,
     {
         match self.guards {
-            // The plain loop, compiled without a trace of the guards.
             None => self.loop_sync(NoGate, values, f),
             Some(guards) => self.run_sync_guarded(guards, values, f),
         }
     }
 
+    /// [`run_sync`](Self::run_sync) for parts known to have no guards: the pipeline's no-fault
+    /// path. A branch on the guards, even to a cold function, kept the closure out of registers
+    /// and doubled that path's cost, so the pipeline branches before it builds the closure.
+    #[inline]
+    pub(crate) fn run_sync_unguarded<V, T, E, F>(
+        &self,
+        values: &[V],
+        f: F,
+    ) -> Result<T, AllFailedError<E>>
+    where
+        F: FnMut(&V) -> Result<T, AttemptError<E>>,
+        P: RetryPolicy<E>,
+        E: Display,
+    {
+        debug_assert!(self.guards.is_none());
+        self.loop_sync(NoGate, values, f)
+    }
+
+    #[cold]
     #[inline(never)]
     fn run_sync_guarded<V, T, E, F>(
         &self,

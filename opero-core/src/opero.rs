@@ -652,8 +652,16 @@ where
         P: RetryPolicy<E>,
         E: Display,
     {
+        if self.shared.plain {
+            return self
+                .attempts()
+                .run_async_unguarded(values, |v| f(args, v))
+                .await;
+        }
         let Some(cache) = &self.shared.cache else {
-            return self.attempts().run_async(values, |v| f(args, v)).await;
+            // Boxed: the guards' states would otherwise grow every call's future, and moving
+            // that future cost the plain path half its speed.
+            return Box::pin(self.attempts().run_async(values, |v| f(args, v))).await;
         };
         let function = function.or_named(self.name());
         let Some(key) = self.make_key(&function, |ns| {

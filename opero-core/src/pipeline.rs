@@ -329,7 +329,8 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
         };
         let _slot = self.bulkhead().await?;
         if let Some(hedge) = &guards.hedge {
-            return self.run_hedged(hedge, values, f).await;
+            // Boxed, so that every other call's future stays as small as the plain loop's.
+            return Box::pin(self.run_hedged(hedge, values, f)).await;
         }
         match &guards.breakers {
             None => self.loop_async(NoGate, values, f).await,
@@ -341,6 +342,23 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
                 self.loop_async(gate, values, f).await
             }
         }
+    }
+
+    /// [`run_async`](Self::run_async) for parts known to have no guards (see
+    /// [`run_sync_unguarded`](Self::run_sync_unguarded)).
+    pub(crate) async fn run_async_unguarded<V, T, E, F, Fut>(
+        &self,
+        values: &[V],
+        f: F,
+    ) -> Result<T, AllFailedError<E>>
+    where
+        F: FnMut(&V) -> Fut,
+        Fut: Future<Output = Result<T, AttemptError<E>>>,
+        P: RetryPolicy<E>,
+        E: Display,
+    {
+        debug_assert!(self.guards.is_none());
+        self.loop_async(NoGate, values, f).await
     }
 
     async fn loop_async<G, V, T, E, F, Fut>(

@@ -11,6 +11,12 @@
 //! 4. **rate limit** ([`RateLimiter`], built in: [`TokenBucket`]): ... each attempt takes a permit ...
 //! 5. **call** the user's function, sync or async.
 //!
+//! Three optional guards join that order: a **bulkhead** ([`Bulkhead`]) right after the cache
+//! lookup bounds the calls in flight; one **circuit breaker** ([`CircuitBreaker`]) per fallback
+//! value skips a value that keeps failing, at once and without a delay; **hedging**
+//! ([`HedgeConfig`], async only) starts a second attempt beside a slow one, between the retry
+//! and the rate limit (a hedged attempt takes its own permit).
+//!
 //! When every attempt fails the call returns [`AllFailedError`], which keeps every attempt's error.
 //! A failing cache backend never fails the call: it runs uncached and the failure is counted in
 //! [`Metrics`] and logged through `tracing`.

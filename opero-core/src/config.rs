@@ -10,7 +10,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::breaker::{BreakerConfig, RawBreakerConfig};
+use crate::bulkhead::BulkheadConfig;
 use crate::error::OperoError;
+use crate::hedge::{HedgeConfig, RawHedgeConfig};
 use crate::retry::{Jitter, RetryOn};
 
 /// The highest rate a token bucket accepts: one permit per nanosecond.
@@ -415,6 +418,13 @@ pub struct OperoConfig {
     pub cache: CacheConfig,
     /// Rate-limit settings.
     pub rate_limit: RateLimitConfig,
+    /// Circuit breaker settings, one breaker per fallback value; `None` (the default) for none.
+    pub breaker: Option<BreakerConfig>,
+    /// Bulkhead settings; `None` (the default) for no limit on calls in flight.
+    pub bulkhead: Option<BulkheadConfig>,
+    /// Hedging settings (async forms only; the sync forms refuse a hedged pipeline); `None`
+    /// (the default) for no hedging.
+    pub hedge: Option<HedgeConfig>,
 }
 
 impl OperoConfig {
@@ -422,7 +432,17 @@ impl OperoConfig {
     pub fn validate(&self) -> Result<(), OperoError> {
         self.retry.validate()?;
         self.cache.validate()?;
-        self.rate_limit.validate()
+        self.rate_limit.validate()?;
+        if let Some(breaker) = &self.breaker {
+            breaker.validate()?;
+        }
+        if let Some(bulkhead) = &self.bulkhead {
+            bulkhead.validate()?;
+        }
+        if let Some(hedge) = &self.hedge {
+            hedge.validate()?;
+        }
+        Ok(())
     }
 
     /// Parses and validates a JSON document, keeping the typed error of a bad value.
@@ -486,6 +506,9 @@ impl OperoConfig {
             retry: raw.retry.try_into()?,
             cache: raw.cache.try_into()?,
             rate_limit: raw.rate_limit,
+            breaker: raw.breaker.map(TryInto::try_into).transpose()?,
+            bulkhead: raw.bulkhead,
+            hedge: raw.hedge.map(TryInto::try_into).transpose()?,
         };
         cfg.validate()?;
         Ok(cfg)
@@ -521,6 +544,19 @@ const SECTIONS: &[(&str, &[&str])] = &[
         "rate_limit",
         &["rate", "burst", "backend", "backend_options"],
     ),
+    (
+        "breaker",
+        &[
+            "failure_threshold",
+            "failure_ratio",
+            "window",
+            "min_throughput",
+            "open_duration",
+            "half_open_probes",
+        ],
+    ),
+    ("bulkhead", &["max_concurrent", "max_queue"]),
+    ("hedge", &["delay", "max_hedges"]),
 ];
 
 /// Every field path of a pipeline config, so an error can name one as `&'static str`.
@@ -545,6 +581,19 @@ const FIELD_PATHS: &[&str] = &[
     "rate_limit.burst",
     "rate_limit.backend",
     "rate_limit.backend_options",
+    "breaker",
+    "breaker.failure_threshold",
+    "breaker.failure_ratio",
+    "breaker.window",
+    "breaker.min_throughput",
+    "breaker.open_duration",
+    "breaker.half_open_probes",
+    "bulkhead",
+    "bulkhead.max_concurrent",
+    "bulkhead.max_queue",
+    "hedge",
+    "hedge.delay",
+    "hedge.max_hedges",
 ];
 
 /// Parses a config document, which must be a JSON object; a syntax error or a number out of
@@ -683,13 +732,13 @@ pub mod optional_duration {
 /// A duration as written in a file: seconds as a number, or text such as `"1.5s"`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(untagged)]
-enum RawDuration {
+pub(crate) enum RawDuration {
     Seconds(f64),
     Text(String),
 }
 
 impl RawDuration {
-    fn into_duration(self, field: &'static str) -> Result<Duration, OperoError> {
+    pub(crate) fn into_duration(self, field: &'static str) -> Result<Duration, OperoError> {
         match self {
             RawDuration::Seconds(s) => Duration::try_from_secs_f64(s).map_err(|_| {
                 OperoError::invalid_config(field, s, "must be a finite, non-negative duration")
@@ -717,7 +766,7 @@ impl RawDuration {
         }
     }
 
-    fn from_duration(d: Duration) -> Self {
+    pub(crate) fn from_duration(d: Duration) -> Self {
         RawDuration::Text(humantime::format_duration(d).to_string())
     }
 }
@@ -840,6 +889,9 @@ struct RawOperoConfig {
     retry: RawRetryConfig,
     cache: RawCacheConfig,
     rate_limit: RateLimitConfig,
+    breaker: Option<RawBreakerConfig>,
+    bulkhead: Option<BulkheadConfig>,
+    hedge: Option<RawHedgeConfig>,
 }
 
 #[cfg(test)]
@@ -875,6 +927,15 @@ mod tests {
                 ..CacheConfig::enabled("memory")
             },
             rate_limit: RateLimitConfig::per_second(3.5).with_burst(2),
+            breaker: Some(BreakerConfig {
+                failure_ratio: Some(0.25),
+                ..Default::default()
+            }),
+            bulkhead: Some(BulkheadConfig {
+                max_concurrent: 3,
+                max_queue: 7,
+            }),
+            hedge: Some(HedgeConfig::default()),
         };
         let text = serde_json::to_string(&cfg).unwrap();
         let back = OperoConfig::from_json(&text).unwrap();
@@ -882,5 +943,8 @@ mod tests {
         assert_eq!(back.retry.min_delay, Duration::from_millis(250));
         assert_eq!(back.cache, cfg.cache);
         assert_eq!(back.rate_limit, cfg.rate_limit);
+        assert_eq!(back.breaker, cfg.breaker);
+        assert_eq!(back.bulkhead, cfg.bulkhead);
+        assert_eq!(back.hedge, cfg.hedge);
     }
 }

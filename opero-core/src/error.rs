@@ -211,6 +211,26 @@ pub enum AttemptError<E> {
     /// under a policy that fails rather than waits or falls back), so the attempt did not run.
     /// Retried per the retry settings, like a crash.
     NoPermit(String),
+    /// The circuit breaker of this fallback value is open (or half-open with every probe taken):
+    /// the function was not called. Never retried and never slept on: the call moves on to the
+    /// next fallback value at once.
+    BreakerOpen,
+    /// The bulkhead was full: `max_concurrent` calls were in flight and `max_queue` more were
+    /// waiting. The function was not called.
+    BulkheadFull {
+        /// Calls allowed in flight at once.
+        max_concurrent: usize,
+        /// Calls allowed to wait for a slot.
+        max_queue: usize,
+    },
+    /// A setting of the pipeline cannot apply to this form of call (hedging on a blocking call):
+    /// the function was not called. `field` names the setting.
+    Unsupported {
+        /// The setting, as named in [`OperoConfig`](crate::OperoConfig).
+        field: &'static str,
+        /// Why it cannot apply.
+        reason: &'static str,
+    },
 }
 
 impl<E> AttemptError<E> {
@@ -240,6 +260,18 @@ impl<E: fmt::Display> fmt::Display for AttemptError<E> {
             AttemptError::TimedOut(after) => write!(f, "timed out after {after:?}"),
             AttemptError::NoPermit(why) => write!(f, "no rate-limit permit: {why}"),
             AttemptError::Codec(why) => write!(f, "cannot cross the process boundary: {why}"),
+            AttemptError::BreakerOpen => f.write_str("circuit breaker open"),
+            AttemptError::BulkheadFull {
+                max_concurrent,
+                max_queue,
+            } => write!(
+                f,
+                "bulkhead full: {max_concurrent} calls in flight (bulkhead.max_concurrent) and \
+                 {max_queue} waiting (bulkhead.max_queue)"
+            ),
+            AttemptError::Unsupported { field, reason } => {
+                write!(f, "`{field}` cannot apply to this call: {reason}")
+            }
         }
     }
 }

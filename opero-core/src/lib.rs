@@ -11,6 +11,12 @@
 //! 4. **rate limit** ([`RateLimiter`], built in: [`TokenBucket`]): ... each attempt takes a permit ...
 //! 5. **call** the user's function, sync or async.
 //!
+//! Three optional guards join that order: a **bulkhead** ([`Bulkhead`]) right after the cache
+//! lookup bounds the calls in flight; one **circuit breaker** ([`CircuitBreaker`]) per fallback
+//! value skips a value that keeps failing, at once and without a delay; **hedging**
+//! ([`HedgeConfig`], async only) starts a second attempt beside a slow one, between the retry
+//! and the rate limit (a hedged attempt takes its own permit).
+//!
 //! When every attempt fails the call returns [`AllFailedError`], which keeps every attempt's error.
 //! A failing cache backend never fails the call: it runs uncached and the failure is counted in
 //! [`Metrics`] and logged through `tracing`.
@@ -36,6 +42,8 @@
 //! ```
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod breaker;
+mod bulkhead;
 mod cache;
 mod codec;
 mod config;
@@ -43,6 +51,7 @@ mod depth;
 mod error;
 mod executor;
 mod flight;
+mod hedge;
 mod key;
 pub mod layers;
 mod metrics;
@@ -52,6 +61,8 @@ mod rate_limit;
 mod retry;
 mod sleep;
 
+pub use breaker::{BreakerConfig, BreakerPermit, BreakerState, CircuitBreaker};
+pub use bulkhead::{Bulkhead, BulkheadConfig, BulkheadFull, BulkheadPermit};
 pub use cache::{
     BuildCache, CacheBackend, CacheFor, CacheSwitch, CacheValue, FlightLease, FlightStart, NoCache,
 };
@@ -66,6 +77,7 @@ pub use config::{
 pub use config::{parse_document, unknown_key};
 pub use error::{AllFailedError, Attempt, AttemptError, ErrorKind, OperoError};
 pub use executor::{AsyncExecutor, Executor, UnitHandle, UnitLost};
+pub use hedge::HedgeConfig;
 pub use key::{namespace_fingerprint, CacheKey, FunctionId, FunctionLabel, KeyFn, StableKey};
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use opero::{BuildLimiter, Fallbacks, Opero, OperoBuilder, Wrapped, WrappedAsync};

@@ -49,6 +49,18 @@ metrics! {
     /// Calls that ran uncached because their function does not identify itself and has no name
     /// (a `fn` pointer, a `dyn Fn`, a closure that captures state).
     cache_unidentified,
+    /// Circuit breakers that opened (from closed, or again from half-open).
+    breaker_opened,
+    /// Circuit breakers that went half-open to let probes through.
+    breaker_half_opened,
+    /// Circuit breakers that closed after a successful probe.
+    breaker_closed,
+    /// Attempts refused by an open circuit breaker.
+    breaker_rejections,
+    /// Calls refused by a full bulkhead.
+    bulkhead_rejections,
+    /// Hedged attempts started alongside a slow one.
+    hedges,
 }
 
 impl Metrics {
@@ -86,6 +98,24 @@ impl Metrics {
     }
     pub(crate) fn unidentified(&self) {
         Self::add(&self.cache_unidentified)
+    }
+    pub(crate) fn breaker_opened(&self) {
+        Self::add(&self.breaker_opened)
+    }
+    pub(crate) fn breaker_half_opened(&self) {
+        Self::add(&self.breaker_half_opened)
+    }
+    pub(crate) fn breaker_closed(&self) {
+        Self::add(&self.breaker_closed)
+    }
+    pub(crate) fn breaker_rejection(&self) {
+        Self::add(&self.breaker_rejections)
+    }
+    pub(crate) fn bulkhead_rejection(&self) {
+        Self::add(&self.bulkhead_rejections)
+    }
+    pub(crate) fn hedge(&self) {
+        Self::add(&self.hedges)
     }
     pub(crate) fn rate_limit_wait(&self) {
         Self::add(&self.rate_limit_waits)

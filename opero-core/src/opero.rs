@@ -9,13 +9,16 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::breaker::{BreakerConfig, Breakers, CircuitBreaker};
+use crate::bulkhead::{Bulkhead, BulkheadConfig};
 use crate::cache::{BuildCache, CacheBackend, CacheFor, CacheSwitch, FlightLease, FlightStart};
 use crate::config::{CacheConfig, OperoConfig, RateLimitConfig};
 use crate::error::{AllFailedError, AttemptError, OperoError};
 use crate::flight::{Flights, Join};
+use crate::hedge::HedgeConfig;
 use crate::key::{CacheKey, FunctionId, KeyFn, StableKey};
 use crate::metrics::{Metrics, MetricsSnapshot};
-use crate::pipeline::Attempts;
+use crate::pipeline::{Attempts, Guards};
 use crate::rate_limit::{RateLimiter, TokenBucket};
 use crate::retry::{Backoff, Jitter, RetryPolicy};
 
@@ -101,6 +104,11 @@ struct Shared<C, K, P> {
     key_fn: K,
     policy: P,
     limiter: Option<Arc<dyn RateLimiter>>,
+    /// Circuit breakers, bulkhead and hedging; boxed and absent when none is set, so the plain
+    /// pipeline stays as small and as fast as before.
+    guards: Option<Box<Guards>>,
+    /// No cache and no guards: one flag for the no-fault path to test.
+    plain: bool,
     metrics: Arc<Metrics>,
     flights: Flights,
     /// Names given to wrappers of this pipeline and what they were given to, to refuse one name
@@ -246,6 +254,31 @@ impl<C, K, P> Opero<C, K, P> {
         self.shared.limiter.as_ref()
     }
 
+    /// The circuit breaker of fallback position `index` (0 for a call without fallbacks), when
+    /// breakers are on: shared by every clone, so its [`state`](CircuitBreaker::state) is the
+    /// one every call sees.
+    pub fn circuit_breaker(&self, index: usize) -> Option<&CircuitBreaker> {
+        self.shared
+            .guards
+            .as_ref()
+            .and_then(|g| g.breakers.as_ref())
+            .map(|b| b.get(index))
+    }
+
+    /// The bulkhead, when one is set.
+    pub fn bulkhead(&self) -> Option<&Bulkhead> {
+        self.shared
+            .guards
+            .as_ref()
+            .and_then(|g| g.bulkhead.as_ref())
+    }
+
+    /// Whether a circuit breaker, a bulkhead or hedging is set: every attempt must then go
+    /// through the pipeline (an executor may run a first attempt outside it otherwise).
+    pub fn guarded(&self) -> bool {
+        self.shared.guards.is_some()
+    }
+
     /// The retry policy.
     pub fn retry_policy(&self) -> &P {
         &self.shared.policy
@@ -299,6 +332,7 @@ impl<C, K, P> Opero<C, K, P> {
             policy: &self.shared.policy,
             limiter: self.shared.limiter.as_deref(),
             metrics: Some(&self.shared.metrics),
+            guards: self.shared.guards.as_deref(),
         }
     }
 }
@@ -511,7 +545,29 @@ where
         P: RetryPolicy<E>,
         E: Display,
     {
-        // Inlined up to here, so that an uncached call costs the bare attempt loop.
+        // Inlined up to here, so that an uncached, unguarded call costs the bare attempt loop.
+        if self.shared.plain {
+            return self.attempts().run_sync_unguarded(values, |v| f(args, v));
+        }
+        self.call_guarded_or_cached(function, args, values, f)
+    }
+
+    /// [`call_attempts`](Self::call_attempts) with a cache, guards or both.
+    #[inline(never)]
+    fn call_guarded_or_cached<A, V, T, E, F>(
+        &self,
+        function: FunctionId<'_>,
+        args: &A,
+        values: &[V],
+        mut f: F,
+    ) -> Result<T, AllFailedError<E>>
+    where
+        A: ?Sized,
+        C: CacheFor<A, T>,
+        F: FnMut(&A, &V) -> Result<T, AttemptError<E>>,
+        P: RetryPolicy<E>,
+        E: Display,
+    {
         match &self.shared.cache {
             None => self.attempts().run_sync(values, |v| f(args, v)),
             Some(cache) => self.call_cached(cache, function, args, values, f),
@@ -934,6 +990,7 @@ impl<C, K, P> Opero<C, K, P> {
         A: ?Sized,
         F: Fn(&A) -> Result<T, E>,
     {
+        self.refuse_hedge_for_sync()?;
         let function = self.wrapper_identity(FunctionId::of::<F>(Location::caller()))?;
         Ok(Wrapped {
             opero: self.clone(),
@@ -955,6 +1012,7 @@ impl<C, K, P> Opero<C, K, P> {
         A: ?Sized,
         F: Fn(&A, &V) -> Result<T, E>,
     {
+        self.refuse_hedge_for_sync()?;
         let function = self.wrapper_identity(FunctionId::of::<F>(Location::caller()))?;
         Ok(Wrapped {
             opero: self.clone(),
@@ -1004,6 +1062,20 @@ impl<C, K, P> Opero<C, K, P> {
             fallbacks,
             f,
         })
+    }
+
+    /// A sync wrapper of a hedged pipeline is refused: a blocking call cannot run two attempts
+    /// side by side.
+    fn refuse_hedge_for_sync(&self) -> Result<(), OperoError> {
+        match self.shared.guards.as_ref().and_then(|g| g.hedge) {
+            None => Ok(()),
+            Some(hedge) => Err(OperoError::invalid_config(
+                "hedge",
+                format!("{:?} × {}", hedge.delay, hedge.max_hedges),
+                "hedging needs an async form (wrap_async, run_async, call_async): a blocking \
+                 call cannot run two attempts side by side",
+            )),
+        }
     }
 
     /// Checks that a wrapper's function can be cached under a key of its own, when the cache is
@@ -1524,6 +1596,79 @@ impl<C, K, P> OperoBuilder<C, K, P> {
         self
     }
 
+    /// One circuit breaker per fallback value, shared by every clone of the pipeline (and every
+    /// opmap worker). An open breaker refuses its value's attempts at once with
+    /// [`AttemptError::BreakerOpen`], without a delay, and the call moves on to the next value.
+    /// Breakers belong to positions in the fallback list (the first million have one each; the
+    /// positions past that share the last). Default: none.
+    ///
+    /// ```
+    /// use opero_core::{AttemptError, BreakerConfig, NoCache, Opero};
+    /// use std::time::Duration;
+    ///
+    /// let opero = Opero::<NoCache>::builder()
+    ///     .retries(0)
+    ///     .circuit_breaker(BreakerConfig { failure_threshold: Some(2), ..Default::default() })
+    ///     .build()
+    ///     .unwrap();
+    /// let _ = opero.run(|| Err::<(), _>("down"));
+    /// let _ = opero.run(|| Err::<(), _>("down"));
+    /// let mut called = false;
+    /// let err = opero.run(|| { called = true; Ok::<_, &str>(()) }).unwrap_err();
+    /// assert!(!called, "the breaker is open: the function is not called");
+    /// assert_eq!(err.attempts()[0].error, AttemptError::BreakerOpen);
+    ///
+    /// let bad = Opero::<NoCache>::builder()
+    ///     .circuit_breaker(BreakerConfig { failure_ratio: Some(0.0), ..Default::default() })
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert_eq!(bad.field(), Some("breaker.failure_ratio"));
+    /// ```
+    pub fn circuit_breaker(mut self, breaker: BreakerConfig) -> Self {
+        self.config.breaker = Some(breaker);
+        self
+    }
+
+    /// At most `max_concurrent` calls of this pipeline (and its clones) in flight at once, and
+    /// `max_queue` more waiting for a slot (a sync call blocks, an async one awaits); past that a
+    /// call fails at once with [`AttemptError::BulkheadFull`]. A cache hit takes no slot.
+    /// Default: no limit.
+    ///
+    /// ```
+    /// use opero_core::{NoCache, Opero};
+    ///
+    /// let opero = Opero::<NoCache>::builder().bulkhead(8, 32).build().unwrap();
+    /// assert_eq!(opero.run(|| Ok::<_, String>(1)).unwrap(), 1);
+    /// let err = Opero::<NoCache>::builder().bulkhead(0, 4).build().unwrap_err();
+    /// assert_eq!(err.field(), Some("bulkhead.max_concurrent"));
+    /// ```
+    pub fn bulkhead(mut self, max_concurrent: usize, max_queue: usize) -> Self {
+        self.config.bulkhead = Some(BulkheadConfig {
+            max_concurrent,
+            max_queue,
+        });
+        self
+    }
+
+    /// Hedging for the async forms: when an attempt has not answered after `delay`, a hedge
+    /// starts beside it (on the next fallback value, or another attempt of the last one), at
+    /// most `max_hedges` per call; the first success wins and the others are dropped. A sync
+    /// form on a hedged pipeline fails with [`AttemptError::Unsupported`] naming `hedge`, and a
+    /// sync wrapper of one is refused when built. Default: none.
+    ///
+    /// ```
+    /// use opero_core::{NoCache, Opero};
+    /// use std::time::Duration;
+    ///
+    /// let hedged = Opero::<NoCache>::builder().hedge(Duration::from_millis(50), 1);
+    /// let err = hedged.wrap(|x: &u32| Ok::<_, String>(*x)).err().unwrap();
+    /// assert_eq!(err.field(), Some("hedge"));
+    /// ```
+    pub fn hedge(mut self, delay: Duration, max_hedges: u32) -> Self {
+        self.config.hedge = Some(HedgeConfig { delay, max_hedges });
+        self
+    }
+
     /// Names the function for its cache keys (recommended for disk and Redis: the entries then
     /// survive edits of the surrounding code, and needed for a callable that does not identify
     /// itself, see [`FunctionId`]).
@@ -1673,8 +1818,19 @@ impl<C, K, P> OperoBuilder<C, K, P> {
             },
             (None, None) => None,
         };
+        let guards = Guards {
+            breakers: self.config.breaker.clone().map(Breakers::new),
+            bulkhead: self
+                .config
+                .bulkhead
+                .map(|b| Bulkhead::new(&b))
+                .transpose()?,
+            hedge: self.config.hedge,
+        };
+        let guards = guards.any().then(|| Box::new(guards));
         Ok(Opero {
             shared: Arc::new(Shared {
+                plain: cache.is_none() && guards.is_none(),
                 cache,
                 namespace_fingerprint: crate::key::namespace_fingerprint(
                     &self.config.cache.namespace,
@@ -1683,6 +1839,7 @@ impl<C, K, P> OperoBuilder<C, K, P> {
                 key_fn: self.key_fn,
                 policy: self.policy,
                 limiter,
+                guards,
                 metrics: Arc::new(Metrics::default()),
                 flights: Flights::default(),
                 wrapper_names: Default::default(),

@@ -40,6 +40,10 @@ pub use opero_core::{
     TokenBucket, Wrapped, WrappedAsync, HEADER_LEN, MAX_DECODE_DEPTH, SIGNED_HEADER_LEN,
 };
 pub use opero_core::{timeout, Elapsed, MAX_RATE};
+pub use opero_core::{
+    BreakerConfig, BreakerPermit, BreakerState, Bulkhead, BulkheadConfig, BulkheadFull,
+    BulkheadPermit, CircuitBreaker, HedgeConfig,
+};
 
 /// The cache backends, each behind its cargo feature (the memory one is always there).
 pub mod cache {

@@ -167,6 +167,7 @@ fn any_config() -> impl Strategy<Value = OperoConfig> {
                     burst,
                     ..Default::default()
                 },
+                ..OperoConfig::default()
             },
         )
 }

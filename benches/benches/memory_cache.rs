@@ -1,10 +1,26 @@
-//! A memory-cache hit through the whole opero pipeline (key hashing, lookup, clone out) beside a
-//! raw moka `get` of the same value.
+//! A memory-cache hit through the whole opero pipeline (`Opero::<MemoryCache>::call`: identity,
+//! key hashing, lookup, clone out) beside what a user would pick instead: a `#[cached]` function
+//! (the `cached` crate), and the bare stores (quick_cache, which `MemoryCache` is built on, and
+//! moka, which `MokaCache` is). The growth group reads a hit from caches of 10³ to 10⁶ entries,
+//! whose cost should stay flat.
+//!
+//! Memory per entry is not a timing: `a_memory_cache_entry_costs_at_most_twice_a_quick_cache_entry`
+//! in the tests counts it with an allocator and asserts the bound.
 
 use std::hint::black_box;
 
-use criterion::{criterion_group, criterion_main, Criterion};
-use opero::{MemoryCache, Opero};
+use cached::proc_macro::cached;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use opero::{MemoryCache, MokaCache, Opero};
+
+#[cached]
+fn cached_hit(x: u64) -> u64 {
+    x.wrapping_mul(31)
+}
+
+fn square(x: &u64) -> Result<u64, String> {
+    Ok(x.wrapping_mul(31))
+}
 
 fn hit(c: &mut Criterion) {
     let opero = Opero::<MemoryCache>::builder()
@@ -12,19 +28,63 @@ fn hit(c: &mut Criterion) {
         .retries(3)
         .build()
         .unwrap();
-    let f = |x: &u64| Ok::<_, String>(x.wrapping_mul(31));
-    opero.call(&42u64, f).unwrap();
+    opero.call(&42u64, square).unwrap();
+    let moka_pipeline = Opero::with_cache(
+        opero::OperoConfig {
+            cache: opero::CacheConfig::enabled("moka"),
+            ..Default::default()
+        },
+        MokaCache::default(),
+    )
+    .unwrap();
+    moka_pipeline.call(&42u64, square).unwrap();
+    cached_hit(42);
 
-    let raw: moka::sync::Cache<u64, u64> = moka::sync::Cache::new(10_000);
-    raw.insert(42, 42u64.wrapping_mul(31));
+    let quick: quick_cache::sync::Cache<u64, u64> = quick_cache::sync::Cache::new(10_000);
+    quick.insert(42, 42u64.wrapping_mul(31));
+    let moka: moka::sync::Cache<u64, u64> = moka::sync::Cache::new(10_000);
+    moka.insert(42, 42u64.wrapping_mul(31));
 
     let mut g = c.benchmark_group("memory_hit");
-    g.bench_function("moka_get", |b| b.iter(|| raw.get(black_box(&42u64))));
+    g.bench_function("cached", |b| b.iter(|| cached_hit(black_box(42))));
     g.bench_function("opero", |b| {
-        b.iter(|| opero.call(black_box(&42u64), f).unwrap())
+        b.iter(|| opero.call(black_box(&42u64), square).unwrap())
     });
+    g.bench_function("quick_cache_get", |b| {
+        b.iter(|| quick.get(black_box(&42u64)))
+    });
+    g.bench_function("opero_moka", |b| {
+        b.iter(|| moka_pipeline.call(black_box(&42u64), square).unwrap())
+    });
+    g.bench_function("moka_get", |b| b.iter(|| moka.get(black_box(&42u64))));
     g.finish();
 }
 
-criterion_group!(benches, hit);
+fn growth(c: &mut Criterion) {
+    let mut g = c.benchmark_group("memory_hit_growth");
+    for entries in [1_000u64, 10_000, 100_000, 1_000_000] {
+        let opero = Opero::with_cache(
+            opero::OperoConfig {
+                cache: opero::CacheConfig::enabled("memory"),
+                ..Default::default()
+            },
+            MemoryCache::with_capacity(entries),
+        )
+        .unwrap();
+        for i in 0..entries {
+            opero.call(&i, square).unwrap();
+        }
+        let mut i = 0u64;
+        g.bench_with_input(BenchmarkId::new("opero", entries), &entries, |b, &n| {
+            b.iter(|| {
+                // A stride through the keys, so that the reads do not all sit in one cache line.
+                i = (i + 7919) % n;
+                opero.call(black_box(&i), square).unwrap()
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, hit, growth);
 criterion_main!(benches);

@@ -8,7 +8,7 @@ use std::time::Duration;
 use cacache::{Algorithm, WriteOpts};
 use opero_core::{
     BuildCache, CacheBackend, CacheConfig, CacheKey, CacheValue, Codec, Decoded, ErrorKind,
-    OperoError,
+    OperoError, SigningKey,
 };
 use tokio::io::AsyncWriteExt as _;
 
@@ -27,7 +27,8 @@ use tokio::io::AsyncWriteExt as _;
 /// # Default
 ///
 /// From a [`CacheConfig`]: the backend option `dir`, else [`DiskCache::default_dir`]; the option
-/// `codec` (`"postcard"`, the default, or `"json"`).
+/// `codec` (`"postcard"`, the default, or `"json"`); the option `signing_key` (none by default,
+/// see [`DiskCache::with_signing_key`]).
 ///
 /// # Examples
 ///
@@ -53,6 +54,7 @@ pub struct DiskCache {
 struct Inner {
     dir: PathBuf,
     codec: Codec,
+    signing: Option<SigningKey>,
 }
 
 /// Content hashes only guard against corruption, not attackers, so the fast one will do.
@@ -65,6 +67,7 @@ impl DiskCache {
             inner: Arc::new(Inner {
                 dir: dir.into(),
                 codec: Codec::default(),
+                signing: None,
             }),
         }
     }
@@ -75,8 +78,67 @@ impl DiskCache {
             inner: Arc::new(Inner {
                 dir: self.inner.dir.clone(),
                 codec,
+                signing: self.inner.signing.clone(),
             }),
         }
+    }
+
+    /// This cache, signing its entries with HMAC-SHA256 under `key` and reading only entries
+    /// signed with it: a process that can write to the directory but lacks the key cannot
+    /// plant values (its entries are corrupt entries: a miss, counted and logged, and removed).
+    /// Every process sharing the directory needs the same key.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use opero_cache_disk::DiskCache;
+    /// use opero_core::{CacheBackend, CacheKey, FunctionLabel, SigningKey};
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let key = CacheKey { namespace: "ns", function: FunctionLabel::Named("f"), hash: 7 };
+    /// let secret = SigningKey::new("a key of at least sixteen bytes").unwrap();
+    /// let signed = DiskCache::new(dir.path()).with_signing_key(secret);
+    /// DiskCache::new(dir.path()).set(&key, &1u8, None).unwrap(); // written without the key
+    /// assert!(signed.get::<u8>(&key).is_err()); // refused, and removed
+    /// assert_eq!(signed.get::<u8>(&key).unwrap(), None);
+    /// signed.set(&key, &2u8, None).unwrap();
+    /// assert_eq!(signed.get::<u8>(&key).unwrap(), Some(2));
+    /// ```
+    pub fn with_signing_key(self, key: SigningKey) -> Self {
+        DiskCache {
+            inner: Arc::new(Inner {
+                dir: self.inner.dir.clone(),
+                codec: self.inner.codec,
+                signing: Some(key),
+            }),
+        }
+    }
+
+    /// Whether entries are signed.
+    pub fn is_signed(&self) -> bool {
+        self.inner.signing.is_some()
+    }
+
+    fn encode<V: CacheValue>(
+        &self,
+        key: &CacheKey<'_>,
+        value: &V,
+        ttl: Option<Duration>,
+    ) -> Result<Vec<u8>, OperoError> {
+        let expires_at = ttl.and_then(|t| std::time::SystemTime::now().checked_add(t));
+        self.inner
+            .codec
+            .encode_signed(key, value, expires_at, self.inner.signing.as_ref())
+    }
+
+    fn decode<V: CacheValue>(
+        &self,
+        key: &CacheKey<'_>,
+        bytes: &[u8],
+    ) -> Result<Decoded<V>, OperoError> {
+        self.inner
+            .codec
+            .decode_signed(key, bytes, self.inner.signing.as_ref())
     }
 
     /// The directory.
@@ -202,7 +264,7 @@ impl CacheBackend for DiskCache {
                 None => return Ok(None),
             },
         };
-        self.settle(&name, self.inner.codec.decode::<V>(key, &bytes))
+        self.settle(&name, self.decode::<V>(key, &bytes))
     }
 
     fn set<V: CacheValue>(
@@ -211,7 +273,7 @@ impl CacheBackend for DiskCache {
         value: &V,
         ttl: Option<Duration>,
     ) -> Result<(), OperoError> {
-        let bytes = self.inner.codec.encode_with_ttl(key, value, ttl)?;
+        let bytes = self.encode(key, value, ttl)?;
         let write = || -> Result<(), cacache::Error> {
             let mut writer =
                 Self::opts(key.namespace, bytes.len()).open_sync(self.dir(), key.to_string())?;
@@ -257,7 +319,7 @@ impl CacheBackend for DiskCache {
                 }
             }
         };
-        match self.inner.codec.decode::<V>(key, &bytes) {
+        match self.decode::<V>(key, &bytes) {
             Ok(Decoded::Value(v)) => Ok(Some(v)),
             Ok(Decoded::Foreign) => Ok(None),
             decoded => {
@@ -273,7 +335,7 @@ impl CacheBackend for DiskCache {
         value: &V,
         ttl: Option<Duration>,
     ) -> Result<(), OperoError> {
-        let bytes = self.inner.codec.encode_with_ttl(key, value, ttl)?;
+        let bytes = self.encode(key, value, ttl)?;
         let opts = Self::opts(key.namespace, bytes.len());
         let name = key.to_string();
         let write = async {
@@ -320,7 +382,12 @@ impl BuildCache for DiskCache {
             None => Self::default_dir()?,
         };
         let codec = config.option::<Codec>("codec")?.unwrap_or_default();
-        Ok(DiskCache::new(dir).with_codec(codec))
+        let cache = DiskCache::new(dir).with_codec(codec);
+        // Parsed by hand: a parse error through `option` would echo the secret.
+        Ok(match config.backend_options.get("signing_key") {
+            Some(secret) => cache.with_signing_key(SigningKey::new(secret.as_bytes())?),
+            None => cache,
+        })
     }
 }
 
@@ -360,6 +427,27 @@ mod tests {
         assert_eq!(DiskCache::build(&cfg).unwrap_err().field(), Some("codec"));
         cfg.backend_options.insert("dir".into(), "".into());
         assert_eq!(DiskCache::build(&cfg).unwrap_err().field(), Some("dir"));
+    }
+
+    #[test]
+    fn the_signing_key_option_signs_and_short_keys_are_refused_unechoed() {
+        let mut cfg = CacheConfig::enabled("disk");
+        cfg.backend_options.insert("dir".into(), "/tmp/x".into());
+        assert!(!DiskCache::build(&cfg).unwrap().is_signed());
+        for short in ["", "fifteen bytes!!"] {
+            cfg.backend_options
+                .insert("signing_key".into(), short.into());
+            let err = DiskCache::build(&cfg).unwrap_err();
+            assert_eq!(err.field(), Some("signing_key"));
+            if !short.is_empty() {
+                assert!(!err.to_string().contains(short), "{err}");
+            }
+        }
+        cfg.backend_options
+            .insert("signing_key".into(), "sixteen bytes!!!".into());
+        let cache = DiskCache::build(&cfg).unwrap();
+        assert!(cache.is_signed());
+        assert!(!format!("{cache:?}").contains("sixteen"));
     }
 
     #[test]

@@ -1,8 +1,10 @@
-//! In-memory cache backend for [opero](https://docs.rs/opero), on [moka](https://docs.rs/moka).
+//! In-memory cache backends for [opero](https://docs.rs/opero): [`MemoryCache`] on a sharded
+//! S3-FIFO store ([quick_cache](https://docs.rs/quick_cache)), and `MokaCache` on
+//! [moka](https://docs.rs/moka) (feature `moka`).
 //!
-//! Values are kept as they are (behind an `Arc`), so a hit clones the value and never serializes
-//! it. Each entry carries its own TTL; the cache holds at most `max_capacity` entries, evicting the
-//! least useful ones (moka's TinyLFU) past that.
+//! Values are kept as they are, so a hit clones the value and never serializes it. Each entry
+//! carries its own TTL; the cache holds at most `max_capacity` entries, evicting the least useful
+//! ones past that.
 //!
 //! # Examples
 //!
@@ -29,5 +31,11 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backend;
+mod erased;
+#[cfg(feature = "moka")]
+mod moka_backend;
 
 pub use backend::{MemoryCache, DEFAULT_MAX_CAPACITY};
+#[cfg(feature = "moka")]
+#[cfg_attr(docsrs, doc(cfg(feature = "moka")))]
+pub use moka_backend::MokaCache;

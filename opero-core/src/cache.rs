@@ -129,6 +129,111 @@ pub trait CacheBackend: Send + Sync {
     fn clear_async(&self, namespace: &str) -> impl Future<Output = Result<(), OperoError>> + Send {
         std::future::ready(self.clear(namespace))
     }
+
+    /// Single-flight across processes: called by the pipeline when this process misses `key`
+    /// and no other caller in this process is computing it. The default,
+    /// [`FlightStart::Off`], runs the work at once (memory and disk caches, whose in-process
+    /// single-flight is all there is); a shared backend may instead let one process lead and
+    /// make the others wait for its value (see [`FlightStart`]). An error runs the work at once
+    /// too, counted as a backend error.
+    fn flight_begin(&self, key: &CacheKey<'_>) -> Result<FlightStart, OperoError> {
+        let _ = key;
+        Ok(FlightStart::Off)
+    }
+
+    /// Ends the flight this process led under `lease`, after the value (if any) was stored:
+    /// waiting processes then look the key up, and run their own call on a miss.
+    fn flight_end(&self, key: &CacheKey<'_>, lease: FlightLease) -> Result<(), OperoError> {
+        let _ = (key, lease);
+        Ok(())
+    }
+
+    /// The async form of [`flight_begin`](CacheBackend::flight_begin).
+    fn flight_begin_async(
+        &self,
+        key: &CacheKey<'_>,
+    ) -> impl Future<Output = Result<FlightStart, OperoError>> + Send {
+        std::future::ready(self.flight_begin(key))
+    }
+
+    /// The async form of [`flight_end`](CacheBackend::flight_end).
+    fn flight_end_async(
+        &self,
+        key: &CacheKey<'_>,
+        lease: FlightLease,
+    ) -> impl Future<Output = Result<(), OperoError>> + Send {
+        std::future::ready(self.flight_end(key, lease))
+    }
+}
+
+/// How a miss proceeds under a backend's single-flight across processes
+/// ([`CacheBackend::flight_begin`]).
+///
+/// # Examples
+///
+/// ```
+/// use opero_core::{FlightLease, FlightStart};
+///
+/// let start = FlightStart::Lead(FlightLease::new("token-1"));
+/// match start {
+///     FlightStart::Lead(lease) => assert_eq!(lease.token(), "token-1"),
+///     _ => unreachable!(),
+/// }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FlightStart {
+    /// No flight across processes: run the work.
+    Off,
+    /// This process leads: it runs the work, stores the value, then calls
+    /// [`CacheBackend::flight_end`] with the lease.
+    Lead(FlightLease),
+    /// Another process led and ended its flight, or the wait bound passed: look the key up
+    /// again, and run the work on a miss (a leader's errors are never shared).
+    Waited,
+}
+
+/// Proof of leading a flight across processes: the token a backend's lock holds, so that only
+/// its holder releases it.
+///
+/// # Examples
+///
+/// ```
+/// let lease = opero_core::FlightLease::new("pid-42-7");
+/// assert_eq!(lease.token(), "pid-42-7");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlightLease {
+    token: String,
+    entry_absent: bool,
+}
+
+impl FlightLease {
+    /// A lease holding `token`.
+    pub fn new(token: impl Into<String>) -> Self {
+        FlightLease {
+            token: token.into(),
+            entry_absent: false,
+        }
+    }
+
+    /// This lease, telling the pipeline that the backend found no entry for the key when it
+    /// took the lock, so the pipeline skips the lookup it would make in case a flight ended
+    /// just before this one began.
+    pub fn with_entry_absent(mut self) -> Self {
+        self.entry_absent = true;
+        self
+    }
+
+    /// Whether the backend found no entry when it took the lock.
+    pub fn entry_absent(&self) -> bool {
+        self.entry_absent
+    }
+
+    /// The token.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
 }
 
 macro_rules! forward_cache_backend {
@@ -157,6 +262,18 @@ macro_rules! forward_cache_backend {
             }
             fn clear_async(&self, namespace: &str) -> impl Future<Output = Result<(), OperoError>> + Send {
                 (**self).clear_async(namespace)
+            }
+            fn flight_begin(&self, key: &CacheKey<'_>) -> Result<FlightStart, OperoError> {
+                (**self).flight_begin(key)
+            }
+            fn flight_end(&self, key: &CacheKey<'_>, lease: FlightLease) -> Result<(), OperoError> {
+                (**self).flight_end(key, lease)
+            }
+            fn flight_begin_async(&self, key: &CacheKey<'_>) -> impl Future<Output = Result<FlightStart, OperoError>> + Send {
+                (**self).flight_begin_async(key)
+            }
+            fn flight_end_async(&self, key: &CacheKey<'_>, lease: FlightLease) -> impl Future<Output = Result<(), OperoError>> + Send {
+                (**self).flight_end_async(key, lease)
             }
         }
     )*};
@@ -309,10 +426,12 @@ impl<D: CacheBackend> CacheSwitch for NoCache<D> {
 /// assert_eq!(cached_len(&opero, "abc"), 3);
 /// ```
 pub trait CacheFor<A: ?Sized, T>: Send + Sync {
-    /// The 128-bit key hash of a call.
+    /// The 128-bit key hash of a call, given the namespace and its
+    /// [`namespace_fingerprint`](crate::namespace_fingerprint).
     fn key_hash<K: KeyFn>(
         key_fn: &K,
         namespace: &str,
+        namespace_fingerprint: u128,
         function: &FunctionId<'_>,
         args: &A,
     ) -> Result<u128, OperoError>;
@@ -333,6 +452,21 @@ pub trait CacheFor<A: ?Sized, T>: Send + Sync {
         value: &T,
         ttl: Option<Duration>,
     ) -> impl Future<Output = Result<(), OperoError>> + Send;
+    /// [`CacheBackend::flight_begin`].
+    fn flight_begin(&self, key: &CacheKey<'_>) -> Result<FlightStart, OperoError>;
+    /// [`CacheBackend::flight_end`].
+    fn flight_end(&self, key: &CacheKey<'_>, lease: FlightLease) -> Result<(), OperoError>;
+    /// [`CacheBackend::flight_begin_async`].
+    fn flight_begin_async(
+        &self,
+        key: &CacheKey<'_>,
+    ) -> impl Future<Output = Result<FlightStart, OperoError>> + Send;
+    /// [`CacheBackend::flight_end_async`].
+    fn flight_end_async(
+        &self,
+        key: &CacheKey<'_>,
+        lease: FlightLease,
+    ) -> impl Future<Output = Result<(), OperoError>> + Send;
     /// A copy of the value for callers that waited for it (single-flight).
     fn share(value: &T) -> Arc<dyn Any + Send + Sync>;
     /// The value back from [`share`](Self::share).
@@ -340,13 +474,15 @@ pub trait CacheFor<A: ?Sized, T>: Send + Sync {
 }
 
 impl<C: CacheBackend, A: Serialize + ?Sized, T: CacheValue> CacheFor<A, T> for C {
+    #[inline]
     fn key_hash<K: KeyFn>(
         key_fn: &K,
         namespace: &str,
+        namespace_fingerprint: u128,
         function: &FunctionId<'_>,
         args: &A,
     ) -> Result<u128, OperoError> {
-        key_fn.hash(namespace, function, args)
+        key_fn.hash_prepared(namespace, namespace_fingerprint, function, args)
     }
     fn lookup(&self, key: &CacheKey<'_>) -> Result<Option<T>, OperoError> {
         self.get::<T>(key)
@@ -373,6 +509,25 @@ impl<C: CacheBackend, A: Serialize + ?Sized, T: CacheValue> CacheFor<A, T> for C
     ) -> impl Future<Output = Result<(), OperoError>> + Send {
         self.set_async(key, value, ttl)
     }
+    fn flight_begin(&self, key: &CacheKey<'_>) -> Result<FlightStart, OperoError> {
+        CacheBackend::flight_begin(self, key)
+    }
+    fn flight_end(&self, key: &CacheKey<'_>, lease: FlightLease) -> Result<(), OperoError> {
+        CacheBackend::flight_end(self, key, lease)
+    }
+    fn flight_begin_async(
+        &self,
+        key: &CacheKey<'_>,
+    ) -> impl Future<Output = Result<FlightStart, OperoError>> + Send {
+        CacheBackend::flight_begin_async(self, key)
+    }
+    fn flight_end_async(
+        &self,
+        key: &CacheKey<'_>,
+        lease: FlightLease,
+    ) -> impl Future<Output = Result<(), OperoError>> + Send {
+        CacheBackend::flight_end_async(self, key, lease)
+    }
     fn share(value: &T) -> Arc<dyn Any + Send + Sync> {
         Arc::new(value.clone())
     }
@@ -385,6 +540,7 @@ impl<D, A: ?Sized, T> CacheFor<A, T> for NoCache<D> {
     fn key_hash<K: KeyFn>(
         _key_fn: &K,
         _namespace: &str,
+        _namespace_fingerprint: u128,
         _function: &FunctionId<'_>,
         _args: &A,
     ) -> Result<u128, OperoError> {
@@ -415,6 +571,25 @@ impl<D, A: ?Sized, T> CacheFor<A, T> for NoCache<D> {
         _key: &CacheKey<'_>,
         _value: &T,
         _ttl: Option<Duration>,
+    ) -> impl Future<Output = Result<(), OperoError>> + Send {
+        std::future::ready(Ok(()))
+    }
+    fn flight_begin(&self, _key: &CacheKey<'_>) -> Result<FlightStart, OperoError> {
+        Ok(FlightStart::Off)
+    }
+    fn flight_end(&self, _key: &CacheKey<'_>, _lease: FlightLease) -> Result<(), OperoError> {
+        Ok(())
+    }
+    fn flight_begin_async(
+        &self,
+        _key: &CacheKey<'_>,
+    ) -> impl Future<Output = Result<FlightStart, OperoError>> + Send {
+        std::future::ready(Ok(FlightStart::Off))
+    }
+    fn flight_end_async(
+        &self,
+        _key: &CacheKey<'_>,
+        _lease: FlightLease,
     ) -> impl Future<Output = Result<(), OperoError>> + Send {
         std::future::ready(Ok(()))
     }

@@ -14,6 +14,13 @@
 //! | 30..38 | XXH3-64 of the payload |
 //! | 38.. | the value, in the codec named at byte 5 |
 //!
+//! A **signed** entry (written with a [`SigningKey`]) has layout version 3 and 32 more header
+//! bytes: 38..70 hold HMAC-SHA256, under the key, of bytes 0..38 and of the payload, which
+//! starts at [`SIGNED_HEADER_LEN`]. A reader with a signing key accepts only signed entries whose
+//! MAC checks out, so a process that can write to a shared store but lacks the key cannot plant
+//! a value: its entries are [`ErrorKind::Codec`] errors (a miss, counted and logged). A reader
+//! without a key refuses signed entries the same way, rather than trusting what it cannot check.
+//!
 //! An entry of another type, another layout or **another key** (copied or renamed in the store)
 //! decodes as [`Decoded::Foreign`]: a miss, never a wrong value. Bytes that claim to be ours but
 //! do not check out (a payload whose checksum differs, a value that does not decode, a value
@@ -25,6 +32,9 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use std::sync::Arc;
+
+use hmac::{Hmac, Mac};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
@@ -36,9 +46,100 @@ use crate::key::{CacheKey, FunctionLabel};
 
 const MAGIC: &[u8; 4] = b"OPRO";
 const LAYOUT_VERSION: u8 = 2;
+const SIGNED_LAYOUT_VERSION: u8 = 3;
 
 /// Length of the header in front of every encoded entry.
 pub const HEADER_LEN: usize = 38;
+
+/// Length of the header in front of a signed entry: [`HEADER_LEN`] and a 32-byte HMAC-SHA256.
+pub const SIGNED_HEADER_LEN: usize = HEADER_LEN + MAC_LEN;
+
+const MAC_LEN: usize = 32;
+
+type HmacSha256 = Hmac<sha2::Sha256>;
+
+/// A secret that signs cache entries with HMAC-SHA256 (see the layout under [`Codec`]).
+///
+/// At least [`SigningKey::MIN_LEN`] bytes; use random ones (`openssl rand -hex 32` gives 64
+/// characters) and give every process that shares the cache the same key. The key never
+/// appears in `Debug` output, errors or logs.
+///
+/// # Examples
+///
+/// ```
+/// use opero_core::{CacheKey, Codec, Decoded, FunctionLabel, SigningKey};
+///
+/// let key = CacheKey { namespace: "ns", function: FunctionLabel::Named("f"), hash: 1 };
+/// let secret = SigningKey::new("0123456789abcdef0123456789abcdef").unwrap();
+/// assert_eq!(format!("{secret:?}"), "SigningKey(<redacted>)");
+/// let bytes = Codec::Postcard.encode_signed(&key, &7u32, None, Some(&secret)).unwrap();
+/// assert_eq!(Codec::Postcard.decode_signed::<u32>(&key, &bytes, Some(&secret)).unwrap(), Decoded::Value(7));
+/// // Without the key, or with another one, the entry is refused.
+/// let other = SigningKey::new("another key of enough length!!").unwrap();
+/// assert!(Codec::Postcard.decode_signed::<u32>(&key, &bytes, Some(&other)).is_err());
+/// assert!(Codec::Postcard.decode::<u32>(&key, &bytes).is_err());
+/// // A short key is refused by the option's name, its value hidden.
+/// let err = SigningKey::new("short").unwrap_err();
+/// assert_eq!(err.field(), Some("signing_key"));
+/// assert_eq!(err.value(), Some("(hidden)"));
+/// ```
+#[derive(Clone)]
+pub struct SigningKey(Arc<[u8]>);
+
+impl SigningKey {
+    /// The shortest key accepted, in bytes.
+    pub const MIN_LEN: usize = 16;
+
+    /// A key of these bytes; fewer than [`MIN_LEN`](Self::MIN_LEN) is an error naming the
+    /// `signing_key` option (the value is not echoed).
+    pub fn new(secret: impl AsRef<[u8]>) -> Result<Self, OperoError> {
+        let secret = secret.as_ref();
+        if secret.len() < Self::MIN_LEN {
+            return Err(OperoError::invalid_config(
+                "signing_key",
+                "(hidden)",
+                format!(
+                    "a signing key must be at least {} bytes (it has {})",
+                    Self::MIN_LEN,
+                    secret.len()
+                ),
+            ));
+        }
+        Ok(SigningKey(secret.into()))
+    }
+
+    fn mac(&self, header: &[u8], payload: &[u8]) -> HmacSha256 {
+        let mut mac = HmacSha256::new_from_slice(&self.0).expect("HMAC takes keys of any length");
+        mac.update(header);
+        mac.update(payload);
+        mac
+    }
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SigningKey(<redacted>)")
+    }
+}
+
+impl PartialEq for SigningKey {
+    fn eq(&self, other: &Self) -> bool {
+        // Options compare keys; a MAC of each side keeps the comparison's time independent of
+        // where the keys differ.
+        self.mac(b"", b"").finalize().into_bytes() == other.mac(b"", b"").finalize().into_bytes()
+    }
+}
+
+impl Eq for SigningKey {}
+
+impl FromStr for SigningKey {
+    type Err = OperoError;
+
+    /// The key is the string's UTF-8 bytes.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        SigningKey::new(s.as_bytes())
+    }
+}
 
 /// The serialization format of stored entries.
 ///
@@ -46,6 +147,12 @@ pub const HEADER_LEN: usize = 38;
 ///
 /// [`Codec::Postcard`]: compact and fast. [`Codec::Json`] suits a Redis cache that programs in
 /// other languages read (after skipping the [`HEADER_LEN`]-byte header).
+///
+/// # Signed entries
+///
+/// [`encode_signed`](Codec::encode_signed) with a [`SigningKey`] writes layout 3: the
+/// [`HEADER_LEN`] header bytes, then 32 bytes of HMAC-SHA256 under the key over those header
+/// bytes and the payload, then the payload, at [`SIGNED_HEADER_LEN`].
 ///
 /// # Examples
 ///
@@ -132,15 +239,35 @@ impl Codec {
         value: &V,
         expires_at: Option<SystemTime>,
     ) -> Result<Vec<u8>, OperoError> {
-        let mut out = Vec::with_capacity(HEADER_LEN + 64);
+        self.encode_signed(key, value, expires_at, None)
+    }
+
+    /// [`encode`](Self::encode), signed with `signing` when there is one.
+    pub fn encode_signed<V: Serialize + ?Sized>(
+        self,
+        key: &CacheKey<'_>,
+        value: &V,
+        expires_at: Option<SystemTime>,
+        signing: Option<&SigningKey>,
+    ) -> Result<Vec<u8>, OperoError> {
+        let start = if signing.is_some() {
+            SIGNED_HEADER_LEN
+        } else {
+            HEADER_LEN
+        };
+        let mut out = Vec::with_capacity(start + 64);
         out.extend_from_slice(MAGIC);
-        out.push(LAYOUT_VERSION);
+        out.push(if signing.is_some() {
+            SIGNED_LAYOUT_VERSION
+        } else {
+            LAYOUT_VERSION
+        });
         out.push(self.id());
         out.extend_from_slice(&Self::type_fingerprint::<V>().to_le_bytes());
         out.extend_from_slice(&expires_at.map_or(0, unix_millis).to_le_bytes());
         out.extend_from_slice(&key_fingerprint(key).to_le_bytes());
-        // The checksum is written once the payload is there.
-        out.extend_from_slice(&[0; 8]);
+        // The checksum (and the MAC) are written once the payload is there.
+        out.resize(start, 0);
         match self {
             Codec::Postcard => postcard::to_io(value, &mut out)
                 .map(|_| ())
@@ -149,8 +276,15 @@ impl Codec {
                 serde_json::to_writer(&mut out, value).map_err(|e| codec_error("encode", self, e))
             }
         }?;
-        let checksum = xxh3_64(&out[HEADER_LEN..]);
+        let checksum = xxh3_64(&out[start..]);
         out[30..38].copy_from_slice(&checksum.to_le_bytes());
+        if let Some(signing) = signing {
+            let tag = signing
+                .mac(&out[..HEADER_LEN], &out[start..])
+                .finalize()
+                .into_bytes();
+            out[HEADER_LEN..start].copy_from_slice(&tag);
+        }
         Ok(out)
     }
 
@@ -177,6 +311,18 @@ impl Codec {
         key: &CacheKey<'_>,
         bytes: &[u8],
     ) -> Result<Decoded<V>, OperoError> {
+        self.decode_signed(key, bytes, None)
+    }
+
+    /// [`decode`](Self::decode) for a cache that signs its entries with `signing`: an unsigned
+    /// entry, or one whose MAC does not check out under `signing`, is an [`ErrorKind::Codec`]
+    /// error. Without a key, a signed entry is such an error too.
+    pub fn decode_signed<V: DeserializeOwned>(
+        self,
+        key: &CacheKey<'_>,
+        bytes: &[u8],
+        signing: Option<&SigningKey>,
+    ) -> Result<Decoded<V>, OperoError> {
         let Some(header) = Header::parse(bytes) else {
             return Ok(Decoded::Foreign);
         };
@@ -188,7 +334,35 @@ impl Codec {
         if header.is_expired(SystemTime::now()) {
             return Ok(Decoded::Expired);
         }
-        let payload = &bytes[HEADER_LEN..];
+        let start = header.payload_offset();
+        let payload = &bytes[start..];
+        match (signing, header.signed) {
+            (Some(signing), true) => {
+                let ok = signing
+                    .mac(&bytes[..HEADER_LEN], payload)
+                    .verify_slice(&bytes[HEADER_LEN..start])
+                    .is_ok();
+                if !ok {
+                    return Err(OperoError::new(
+                        ErrorKind::Codec,
+                        "a cache entry's signature does not match this cache's signing key",
+                    ));
+                }
+            }
+            (Some(_), false) => {
+                return Err(OperoError::new(
+                    ErrorKind::Codec,
+                    "a cache entry is not signed, and this cache requires signed entries",
+                ))
+            }
+            (None, true) => {
+                return Err(OperoError::new(
+                    ErrorKind::Codec,
+                    "a cache entry is signed, and this cache has no signing key to check it",
+                ))
+            }
+            (None, false) => {}
+        }
         if xxh3_64(payload) != header.checksum {
             return Err(OperoError::new(
                 ErrorKind::Codec,
@@ -300,14 +474,22 @@ pub struct Header {
     pub key_fingerprint: u64,
     /// XXH3-64 of the payload.
     pub checksum: u64,
+    /// Whether the entry is signed (layout 3): a MAC follows, and the payload starts at
+    /// [`SIGNED_HEADER_LEN`].
+    pub signed: bool,
 }
 
 impl Header {
     /// The header of `bytes`, or `None` when they are not an entry of this layout.
     pub fn parse(bytes: &[u8]) -> Option<Header> {
-        if bytes.len() < HEADER_LEN || &bytes[..4] != MAGIC || bytes[4] != LAYOUT_VERSION {
+        if bytes.len() < HEADER_LEN || &bytes[..4] != MAGIC {
             return None;
         }
+        let signed = match bytes[4] {
+            LAYOUT_VERSION => false,
+            SIGNED_LAYOUT_VERSION if bytes.len() >= SIGNED_HEADER_LEN => true,
+            _ => return None,
+        };
         let codec = Codec::from_id(bytes[5])?;
         let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
         Some(Header {
@@ -316,7 +498,17 @@ impl Header {
             expires_at_ms: word(14),
             key_fingerprint: word(22),
             checksum: word(30),
+            signed,
         })
+    }
+
+    /// Where the payload starts.
+    pub fn payload_offset(&self) -> usize {
+        if self.signed {
+            SIGNED_HEADER_LEN
+        } else {
+            HEADER_LEN
+        }
     }
 
     /// Whether the entry's TTL has passed at `now`.

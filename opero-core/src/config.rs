@@ -10,7 +10,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::breaker::{BreakerConfig, RawBreakerConfig};
+use crate::bulkhead::BulkheadConfig;
 use crate::error::OperoError;
+use crate::hedge::{HedgeConfig, RawHedgeConfig};
 use crate::retry::{Jitter, RetryOn};
 
 /// The highest rate a token bucket accepts: one permit per nanosecond.
@@ -65,10 +68,10 @@ pub struct RetryConfig {
     /// abandoned as [`AttemptError::TimedOut`] and retried per the retry settings. The sync
     /// forms cannot preempt a blocking call, so they refuse it (a sync `wrap` with an
     /// [`OperoError`] naming `retry.attempt_timeout`, a sync call with
-    /// [`AttemptError::Refused`]). Must be positive and at most `deadline`.
+    /// [`AttemptError::Unsupported`]). Must be positive and at most `deadline`.
     ///
     /// [`AttemptError::TimedOut`]: crate::AttemptError::TimedOut
-    /// [`AttemptError::Refused`]: crate::AttemptError::Refused
+    /// [`AttemptError::Unsupported`]: crate::AttemptError::Unsupported
     pub attempt_timeout: Option<Duration>,
 }
 
@@ -276,9 +279,17 @@ impl CacheConfig {
 
 /// Rate-limit settings: a token bucket of `rate` permits per second holding up to `burst`.
 ///
+/// `backend` picks where the bucket lives: `"local"` (the default, a [`TokenBucket`] in this
+/// process) or `"redis"` (one bucket shared by every process naming it, with the facade's `redis`
+/// feature; its settings go in `backend_options`: `url`, `name`, ... see
+/// `opero_cache_redis::RedisLimiterOptions`). A backend other than `"local"` or any backend
+/// option without a `rate` is refused: it would silently limit nothing.
+///
+/// [`TokenBucket`]: crate::TokenBucket
+///
 /// # Default
 ///
-/// Off (`rate: None`), `burst` 1.
+/// Off (`rate: None`), `burst` 1, backend `"local"`, no backend options.
 ///
 /// # Examples
 ///
@@ -296,6 +307,10 @@ pub struct RateLimitConfig {
     pub rate: Option<f64>,
     /// How many permits may be taken at once after an idle spell; at least 1.
     pub burst: u32,
+    /// Where the bucket lives: `"local"` (this process) or `"redis"` (shared through Redis).
+    pub backend: String,
+    /// Backend-specific options (`url`, `name`, `down`, `lease`, ...), as text.
+    pub backend_options: BTreeMap<String, String>,
 }
 
 impl Default for RateLimitConfig {
@@ -303,17 +318,60 @@ impl Default for RateLimitConfig {
         RateLimitConfig {
             rate: None,
             burst: 1,
+            backend: LOCAL_LIMITER.to_owned(),
+            backend_options: BTreeMap::new(),
         }
     }
 }
+
+/// The name of the in-process rate-limit backend, [`TokenBucket`](crate::TokenBucket).
+pub const LOCAL_LIMITER: &str = "local";
 
 impl RateLimitConfig {
     /// `rate` permits per second with a burst of 1.
     pub fn per_second(rate: f64) -> Self {
         RateLimitConfig {
             rate: Some(rate),
-            burst: 1,
+            ..Default::default()
         }
+    }
+
+    /// Parses the backend option `option` as a duration (`"250ms"`, `"1.5s"`, or a number of
+    /// seconds), if present; a malformed or negative one is an error naming `field`.
+    pub fn duration_option(
+        &self,
+        option: &str,
+        field: &'static str,
+    ) -> Result<Option<Duration>, OperoError> {
+        let Some(text) = self.backend_options.get(option) else {
+            return Ok(None);
+        };
+        let trimmed = text.trim();
+        let parsed = match trimmed.parse::<f64>() {
+            Ok(secs) => Duration::try_from_secs_f64(secs).ok(),
+            Err(_) => parse_human(trimmed),
+        };
+        parsed.map(Some).ok_or_else(|| {
+            OperoError::invalid_config(
+                field,
+                text,
+                "not a duration; write e.g. \"250ms\", \"1.5s\" or a number of seconds",
+            )
+        })
+    }
+
+    /// Sets the backend and its options.
+    pub fn with_backend<'a>(
+        mut self,
+        backend: &str,
+        options: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Self {
+        self.backend = backend.to_owned();
+        self.backend_options = options
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        self
     }
 
     /// Sets the burst.
@@ -357,6 +415,30 @@ impl RateLimitConfig {
                 "must be at least 1",
             ));
         }
+        if self.backend.is_empty() {
+            return Err(OperoError::invalid_config(
+                "rate_limit.backend",
+                "",
+                "must not be empty; the built-in one is \"local\"",
+            ));
+        }
+        // Settings that would limit nothing are refused rather than ignored.
+        if self.rate.is_none() && self.backend != LOCAL_LIMITER {
+            return Err(OperoError::invalid_config(
+                "rate_limit.backend",
+                &self.backend,
+                "needs rate_limit.rate; without a rate nothing is limited",
+            ));
+        }
+        if self.backend == LOCAL_LIMITER {
+            if let Some(name) = self.backend_options.keys().next() {
+                return Err(OperoError::invalid_config(
+                    "rate_limit.backend_options",
+                    name,
+                    "the \"local\" backend takes no options",
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -388,6 +470,13 @@ pub struct OperoConfig {
     pub cache: CacheConfig,
     /// Rate-limit settings.
     pub rate_limit: RateLimitConfig,
+    /// Circuit breaker settings, one breaker per fallback value; `None` (the default) for none.
+    pub breaker: Option<BreakerConfig>,
+    /// Bulkhead settings; `None` (the default) for no limit on calls in flight.
+    pub bulkhead: Option<BulkheadConfig>,
+    /// Hedging settings (async forms only; the sync forms refuse a hedged pipeline); `None`
+    /// (the default) for no hedging.
+    pub hedge: Option<HedgeConfig>,
 }
 
 impl OperoConfig {
@@ -395,7 +484,31 @@ impl OperoConfig {
     pub fn validate(&self) -> Result<(), OperoError> {
         self.retry.validate()?;
         self.cache.validate()?;
-        self.rate_limit.validate()
+        self.rate_limit.validate()?;
+        if let Some(breaker) = &self.breaker {
+            breaker.validate()?;
+        }
+        if let Some(bulkhead) = &self.bulkhead {
+            bulkhead.validate()?;
+        }
+        if let Some(hedge) = &self.hedge {
+            hedge.validate()?;
+            // The hedged loop runs its attempts side by side and does not keep the call's time
+            // budget; refused rather than silently unbounded.
+            let timed = [
+                ("retry.deadline", self.retry.deadline),
+                ("retry.attempt_timeout", self.retry.attempt_timeout),
+            ];
+            if let Some((field, Some(limit))) = timed.into_iter().find(|(_, l)| l.is_some()) {
+                return Err(OperoError::invalid_config(
+                    field,
+                    humantime::format_duration(limit),
+                    "cannot be combined with hedge: hedged attempts do not keep a deadline or \
+                     an attempt timeout; bound the hedged call with opero::timeout instead",
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Parses and validates a JSON document, keeping the typed error of a bad value.
@@ -459,6 +572,9 @@ impl OperoConfig {
             retry: raw.retry.try_into()?,
             cache: raw.cache.try_into()?,
             rate_limit: raw.rate_limit,
+            breaker: raw.breaker.map(TryInto::try_into).transpose()?,
+            bulkhead: raw.bulkhead,
+            hedge: raw.hedge.map(TryInto::try_into).transpose()?,
         };
         cfg.validate()?;
         Ok(cfg)
@@ -492,7 +608,23 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "backend_options",
         ],
     ),
-    ("rate_limit", &["rate", "burst"]),
+    (
+        "rate_limit",
+        &["rate", "burst", "backend", "backend_options"],
+    ),
+    (
+        "breaker",
+        &[
+            "failure_threshold",
+            "failure_ratio",
+            "window",
+            "min_throughput",
+            "open_duration",
+            "half_open_probes",
+        ],
+    ),
+    ("bulkhead", &["max_concurrent", "max_queue"]),
+    ("hedge", &["delay", "max_hedges"]),
 ];
 
 /// Every field path of a pipeline config, so an error can name one as `&'static str`.
@@ -517,6 +649,21 @@ const FIELD_PATHS: &[&str] = &[
     "rate_limit",
     "rate_limit.rate",
     "rate_limit.burst",
+    "rate_limit.backend",
+    "rate_limit.backend_options",
+    "breaker",
+    "breaker.failure_threshold",
+    "breaker.failure_ratio",
+    "breaker.window",
+    "breaker.min_throughput",
+    "breaker.open_duration",
+    "breaker.half_open_probes",
+    "bulkhead",
+    "bulkhead.max_concurrent",
+    "bulkhead.max_queue",
+    "hedge",
+    "hedge.delay",
+    "hedge.max_hedges",
 ];
 
 /// Parses a config document, which must be a JSON object; a syntax error or a number out of
@@ -655,13 +802,13 @@ pub mod optional_duration {
 /// A duration as written in a file: seconds as a number, or text such as `"1.5s"`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(untagged)]
-enum RawDuration {
+pub(crate) enum RawDuration {
     Seconds(f64),
     Text(String),
 }
 
 impl RawDuration {
-    fn into_duration(self, field: &'static str) -> Result<Duration, OperoError> {
+    pub(crate) fn into_duration(self, field: &'static str) -> Result<Duration, OperoError> {
         match self {
             RawDuration::Seconds(s) => Duration::try_from_secs_f64(s).map_err(|_| {
                 OperoError::invalid_config(field, s, "must be a finite, non-negative duration")
@@ -689,7 +836,7 @@ impl RawDuration {
         }
     }
 
-    fn from_duration(d: Duration) -> Self {
+    pub(crate) fn from_duration(d: Duration) -> Self {
         RawDuration::Text(humantime::format_duration(d).to_string())
     }
 }
@@ -826,6 +973,9 @@ struct RawOperoConfig {
     retry: RawRetryConfig,
     cache: RawCacheConfig,
     rate_limit: RateLimitConfig,
+    breaker: Option<RawBreakerConfig>,
+    bulkhead: Option<BulkheadConfig>,
+    hedge: Option<RawHedgeConfig>,
 }
 
 #[cfg(test)]
@@ -861,6 +1011,15 @@ mod tests {
                 ..CacheConfig::enabled("memory")
             },
             rate_limit: RateLimitConfig::per_second(3.5).with_burst(2),
+            breaker: Some(BreakerConfig {
+                failure_ratio: Some(0.25),
+                ..Default::default()
+            }),
+            bulkhead: Some(BulkheadConfig {
+                max_concurrent: 3,
+                max_queue: 7,
+            }),
+            hedge: Some(HedgeConfig::default()),
         };
         let text = serde_json::to_string(&cfg).unwrap();
         let back = OperoConfig::from_json(&text).unwrap();
@@ -868,5 +1027,8 @@ mod tests {
         assert_eq!(back.retry.min_delay, Duration::from_millis(250));
         assert_eq!(back.cache, cfg.cache);
         assert_eq!(back.rate_limit, cfg.rate_limit);
+        assert_eq!(back.breaker, cfg.breaker);
+        assert_eq!(back.bulkhead, cfg.bulkhead);
+        assert_eq!(back.hedge, cfg.hedge);
     }
 }

@@ -214,13 +214,28 @@ pub enum AttemptError<E> {
     /// was abandoned (async forms only: a blocking attempt cannot be cut). Never retried: the
     /// call is over, and [`AllFailedError::ended_by_deadline`] says so.
     DeadlineExceeded(Duration),
-    /// The attempt was not run: a setting of the pipeline cannot apply to this form of call, as
-    /// `retry.attempt_timeout` on a sync form, which cannot preempt a blocking call. `field`
-    /// names the setting. Never retried.
-    Refused {
-        /// The setting at fault, as the config names it.
+    /// The rate limiter could not hand out a permit (a shared limiter whose server is down,
+    /// under a policy that fails rather than waits or falls back), so the attempt did not run.
+    /// Retried per the retry settings, like a crash.
+    NoPermit(String),
+    /// The circuit breaker of this fallback value is open (or half-open with every probe taken):
+    /// the function was not called. Never retried and never slept on: the call moves on to the
+    /// next fallback value at once.
+    BreakerOpen,
+    /// The bulkhead was full: `max_concurrent` calls were in flight and `max_queue` more were
+    /// waiting. The function was not called.
+    BulkheadFull {
+        /// Calls allowed in flight at once.
+        max_concurrent: usize,
+        /// Calls allowed to wait for a slot.
+        max_queue: usize,
+    },
+    /// A setting of the pipeline cannot apply to this form of call (hedging on a blocking call):
+    /// the function was not called. `field` names the setting.
+    Unsupported {
+        /// The setting, as named in [`OperoConfig`](crate::OperoConfig).
         field: &'static str,
-        /// Why the form cannot honour it.
+        /// Why it cannot apply.
         reason: &'static str,
     },
 }
@@ -252,11 +267,23 @@ impl<E: fmt::Display> fmt::Display for AttemptError<E> {
             AttemptError::Panicked(msg) => write!(f, "panicked: {msg}"),
             AttemptError::Crashed(status) => write!(f, "worker crashed: {status}"),
             AttemptError::TimedOut(after) => write!(f, "timed out after {after:?}"),
+            AttemptError::NoPermit(why) => write!(f, "no rate-limit permit: {why}"),
             AttemptError::Codec(why) => write!(f, "cannot cross the process boundary: {why}"),
             AttemptError::DeadlineExceeded(deadline) => {
                 write!(f, "cut by the call's deadline of {deadline:?}")
             }
-            AttemptError::Refused { field, reason } => write!(f, "refused: `{field}`: {reason}"),
+            AttemptError::BreakerOpen => f.write_str("circuit breaker open"),
+            AttemptError::BulkheadFull {
+                max_concurrent,
+                max_queue,
+            } => write!(
+                f,
+                "bulkhead full: {max_concurrent} calls in flight (bulkhead.max_concurrent) and \
+                 {max_queue} waiting (bulkhead.max_queue)"
+            ),
+            AttemptError::Unsupported { field, reason } => {
+                write!(f, "`{field}` cannot apply to this call: {reason}")
+            }
         }
     }
 }

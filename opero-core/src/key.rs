@@ -1,5 +1,6 @@
 //! Cache keys: [`FunctionId`], [`CacheKey`], the [`KeyFn`] trait and the default [`StableKey`].
 
+use std::cell::Cell;
 use std::fmt;
 use std::panic::Location;
 
@@ -52,18 +53,25 @@ pub struct FunctionId<'a> {
     name: Option<&'a str>,
     type_name: &'static str,
     location: Option<&'static Location<'static>>,
-    /// The fingerprint of an automatic identity; `None` for a named or an unidentified function.
-    anonymous: Option<u128>,
+    /// The identity's fingerprint: of the name, or of the automatic identity; `None` for an
+    /// unidentified function.
+    fingerprint: Option<u128>,
 }
 
 impl<'a> FunctionId<'a> {
     /// A function named by the user. The name alone identifies it.
     pub fn named(name: &'a str) -> Self {
+        Self::named_with_fingerprint(name, name_fingerprint(name))
+    }
+
+    /// A named function whose fingerprint ([`name_fingerprint`]) was computed once, by a
+    /// pipeline that calls it many times.
+    pub(crate) const fn named_with_fingerprint(name: &'a str, fingerprint: u128) -> Self {
         FunctionId {
             name: Some(name),
             type_name: "",
             location: None,
-            anonymous: None,
+            fingerprint: Some(fingerprint),
         }
     }
 
@@ -91,7 +99,7 @@ impl<'a> FunctionId<'a> {
             type_name,
             // Kept for an unidentified function too: warnings name the place to fix.
             location: (closure || anonymous.is_none()).then_some(location),
-            anonymous,
+            fingerprint: anonymous,
         }
     }
 
@@ -101,7 +109,7 @@ impl<'a> FunctionId<'a> {
             name: None,
             type_name: "",
             location: None,
-            anonymous: None,
+            fingerprint: None,
         }
     }
 
@@ -121,7 +129,7 @@ impl<'a> FunctionId<'a> {
     /// Whether this id names one function: a user's name, or an automatic identity (see the
     /// type's documentation). A call whose function is not identified is never cached.
     pub fn identifies(&self) -> bool {
-        self.name.is_some() || self.anonymous.is_some()
+        self.fingerprint.is_some()
     }
 
     /// The type name of the function, when it was not named (empty for a named one).
@@ -138,11 +146,7 @@ impl<'a> FunctionId<'a> {
     /// A 128-bit fingerprint of the identity: a one-shot hash of the name, or the automatic
     /// identity's. Zero for an unidentified function, which never reaches a key.
     fn fingerprint(&self) -> u128 {
-        match (self.name, self.anonymous) {
-            (Some(name), _) => xxh3_128_with_seed(name.as_bytes(), SEED_NAME),
-            (None, Some(fp)) => fp,
-            (None, None) => 0,
-        }
+        self.fingerprint.unwrap_or(0)
     }
 
     /// The identity's 128-bit fingerprint, as bytes (what a key hashes for the function).
@@ -160,6 +164,30 @@ impl<'a> FunctionId<'a> {
     }
 }
 
+/// The fingerprint a function name contributes to a key; a pipeline computes it once per name.
+pub(crate) fn name_fingerprint(name: &str) -> u128 {
+    xxh3_128_with_seed(name.as_bytes(), SEED_NAME)
+}
+
+/// The fingerprint a namespace contributes to a [`StableKey`] hash. A pipeline computes it once
+/// and passes it to [`KeyFn::hash_prepared`], so that no call re-hashes its namespace.
+///
+/// # Examples
+///
+/// ```
+/// use opero_core::{namespace_fingerprint, FunctionId, KeyFn, StableKey};
+///
+/// let f = FunctionId::named("geocode");
+/// let prepared = namespace_fingerprint("opero");
+/// assert_eq!(
+///     StableKey.hash_prepared("opero", prepared, &f, &"Paris").unwrap(),
+///     StableKey.hash("opero", &f, &"Paris").unwrap(),
+/// );
+/// ```
+pub fn namespace_fingerprint(namespace: &str) -> u128 {
+    xxh3_128_with_seed(namespace.as_bytes(), SEED_NAMESPACE)
+}
+
 /// The fingerprint of a zero-sized callable's automatic identity, or `None` when another callable
 /// of this process already holds the same one.
 ///
@@ -168,19 +196,33 @@ impl<'a> FunctionId<'a> {
 /// `TypeId` tells them apart within the process: the first keeps the identity, the others are
 /// unidentified and run uncached. The `TypeId` never enters a key (it changes between builds); it
 /// only guards this process. A one-entry cache per thread keeps a repeated call site off the lock.
+#[inline]
 fn identify(
     type_id: std::any::TypeId,
     type_name: &'static str,
     closure_site: Option<&'static Location<'static>>,
     site: &'static Location<'static>,
 ) -> Option<u128> {
-    let probe = (type_id, site as *const Location<'_> as usize);
-    if let Some(known) = LAST_IDENTITY.with(|last| {
-        let (ids, fp) = last.get();
-        (ids == Some(probe)).then_some(fp)
-    }) {
-        return known;
+    let site_addr = site as *const Location<'_> as usize;
+    if let Some((known_type, known_site, fp)) = LAST_IDENTITY.with(Cell::get) {
+        if known_type == type_id && known_site == site_addr {
+            // Zero stands for "unidentified": no 128-bit hash is expected to be zero.
+            return (fp != 0).then_some(fp);
+        }
     }
+    identify_slow(type_id, type_name, closure_site, site, site_addr)
+}
+
+/// [`identify`] for a callable this thread did not identify last: hash, then the registry.
+#[cold]
+#[inline(never)]
+fn identify_slow(
+    type_id: std::any::TypeId,
+    type_name: &'static str,
+    closure_site: Option<&'static Location<'static>>,
+    site: &'static Location<'static>,
+    site_addr: usize,
+) -> Option<u128> {
     let mut fp = xxh3_128_with_seed(type_name.as_bytes(), SEED_TYPE);
     if let Some(loc) = closure_site {
         let at = (u64::from(loc.line()) << 32) | u64::from(loc.column());
@@ -202,15 +244,14 @@ fn identify(
              #[track_caller]?); this one runs uncached until it is given a name"
         );
     }
-    LAST_IDENTITY.with(|last| last.set((Some(probe), verdict)));
+    LAST_IDENTITY.with(|last| last.set(Some((type_id, site_addr, verdict.unwrap_or(0)))));
     verdict
 }
 
-type IdentityProbe = (std::any::TypeId, usize);
-
 thread_local! {
-    static LAST_IDENTITY: std::cell::Cell<(Option<IdentityProbe>, Option<u128>)> =
-        const { std::cell::Cell::new((None, None)) };
+    /// The last callable identified on this thread: its type, call site and fingerprint.
+    static LAST_IDENTITY: Cell<Option<(std::any::TypeId, usize, u128)>> =
+        const { Cell::new(None) };
 }
 
 static IDENTITIES: std::sync::OnceLock<
@@ -309,29 +350,48 @@ pub trait KeyFn: Send + Sync {
         function: &FunctionId<'_>,
         args: &A,
     ) -> Result<u128, OperoError>;
-}
 
-impl<K: KeyFn + ?Sized> KeyFn for &K {
-    fn hash<A: Serialize + ?Sized>(
+    /// [`hash`](KeyFn::hash), given also the namespace's [`namespace_fingerprint`], which a
+    /// pipeline computes once rather than per call. The result must equal `hash`'s. The default
+    /// ignores the fingerprint; [`StableKey`] uses it.
+    fn hash_prepared<A: Serialize + ?Sized>(
         &self,
         namespace: &str,
+        namespace_fingerprint: u128,
         function: &FunctionId<'_>,
         args: &A,
     ) -> Result<u128, OperoError> {
-        (**self).hash(namespace, function, args)
+        let _ = namespace_fingerprint;
+        self.hash(namespace, function, args)
     }
 }
 
-impl<K: KeyFn + ?Sized> KeyFn for std::sync::Arc<K> {
-    fn hash<A: Serialize + ?Sized>(
-        &self,
-        namespace: &str,
-        function: &FunctionId<'_>,
-        args: &A,
-    ) -> Result<u128, OperoError> {
-        (**self).hash(namespace, function, args)
-    }
+macro_rules! forward_key_fn {
+    ($($ty:ty),*) => {$(
+        impl<K: KeyFn + ?Sized> KeyFn for $ty {
+            fn hash<A: Serialize + ?Sized>(
+                &self,
+                namespace: &str,
+                function: &FunctionId<'_>,
+                args: &A,
+            ) -> Result<u128, OperoError> {
+                (**self).hash(namespace, function, args)
+            }
+
+            fn hash_prepared<A: Serialize + ?Sized>(
+                &self,
+                namespace: &str,
+                namespace_fingerprint: u128,
+                function: &FunctionId<'_>,
+                args: &A,
+            ) -> Result<u128, OperoError> {
+                (**self).hash_prepared(namespace, namespace_fingerprint, function, args)
+            }
+        }
+    )*};
 }
+
+forward_key_fn!(&K, std::sync::Arc<K>);
 
 /// The default key function: XXH3-128 over the namespace, the function's identity and the
 /// arguments serialized with postcard (a stable wire format), streamed without allocating.
@@ -357,6 +417,17 @@ impl KeyFn for StableKey {
         function: &FunctionId<'_>,
         args: &A,
     ) -> Result<u128, OperoError> {
+        self.hash_prepared(namespace, namespace_fingerprint(namespace), function, args)
+    }
+
+    #[inline]
+    fn hash_prepared<A: Serialize + ?Sized>(
+        &self,
+        _namespace: &str,
+        namespace_fingerprint: u128,
+        function: &FunctionId<'_>,
+        args: &A,
+    ) -> Result<u128, OperoError> {
         if !function.identifies() {
             // Opero never asks for such a key; a caller of the key function directly gets the
             // same answer rather than a key two functions would share.
@@ -367,17 +438,34 @@ impl KeyFn for StableKey {
                  closure that captures state): give it a name to cache it",
             ));
         }
-        // The input is built in place and only a reference travels through postcard: moving a
-        // half-kilobyte buffer by value into the serializer cost more than hashing it.
-        let mut input = KeyInput::new();
-        let namespace = xxh3_128_with_seed(namespace.as_bytes(), SEED_NAMESPACE);
-        input.put(&namespace.to_le_bytes());
-        input.put(&function.fingerprint().to_le_bytes());
-        postcard::serialize_with_flavor(args, Out(&mut input)).map_err(|e| {
-            OperoError::new(ErrorKind::Codec, format!("cannot hash arguments: {e}"))
-        })?;
-        Ok(input.digest())
+        // The usual key is small: gathered in a stack buffer by postcard's slice writer and
+        // hashed in one shot, several times faster than XXH3's streaming form. Arguments that do
+        // not fit are streamed; both give the same hash for the same bytes.
+        let mut buf = [0u8; INLINE];
+        buf[..16].copy_from_slice(&namespace_fingerprint.to_le_bytes());
+        buf[16..PREFIX].copy_from_slice(&function.fingerprint().to_le_bytes());
+        match postcard::to_slice(args, &mut buf[PREFIX..]) {
+            Ok(written) => {
+                let len = PREFIX + written.len();
+                Ok(xxhash_rust::xxh3::xxh3_128(&buf[..len]))
+            }
+            Err(postcard::Error::SerializeBufferFull) => streamed(&buf[..PREFIX], args),
+            Err(e) => Err(hash_error(e)),
+        }
     }
+}
+
+/// The hash of `prefix` and the postcard bytes of `args`, for arguments too long for the stack.
+#[cold]
+fn streamed<A: Serialize + ?Sized>(prefix: &[u8], args: &A) -> Result<u128, OperoError> {
+    let mut stream = Box::new(Xxh3::new());
+    stream.update(prefix);
+    postcard::serialize_with_flavor(args, Streamed(&mut stream)).map_err(hash_error)?;
+    Ok(stream.digest128())
+}
+
+fn hash_error(e: postcard::Error) -> OperoError {
+    OperoError::new(ErrorKind::Codec, format!("cannot hash arguments: {e}"))
 }
 
 /// Whether a type name is (or wraps) a closure's. Checked on every call, so the usual shapes,
@@ -391,67 +479,25 @@ const SEED_NAMESPACE: u64 = 0x6f70_6572_6f2d_6e73; // "opero-ns"
 const SEED_NAME: u64 = 0x6f70_6572_6f2d_666e; // "opero-fn"
 const SEED_TYPE: u64 = 0x6f70_6572_6f2d_7479; // "opero-ty"
 
-/// Room for the two 16-byte fingerprints and the usual arguments.
-const INLINE: usize = 160;
+/// The namespace's and the function's fingerprints.
+const PREFIX: usize = 32;
 
-/// The bytes a key hashes. Small inputs (the usual key) are gathered on the stack and hashed in
-/// one shot, several times faster than XXH3's streaming form; larger ones spill into the
-/// streaming hasher. Both give the same hash for the same bytes.
-struct KeyInput {
-    buf: [u8; INLINE],
-    len: usize,
-    stream: Option<Box<Xxh3>>,
-}
+/// Room for the prefix and the usual arguments, hashed in one shot.
+const INLINE: usize = 128;
 
-impl KeyInput {
-    fn new() -> Self {
-        KeyInput {
-            buf: [0; INLINE],
-            len: 0,
-            stream: None,
-        }
-    }
+/// A postcard output that feeds a streaming hasher.
+struct Streamed<'a>(&'a mut Xxh3);
 
-    fn digest(&self) -> u128 {
-        match &self.stream {
-            Some(stream) => stream.digest128(),
-            None => xxhash_rust::xxh3::xxh3_128(&self.buf[..self.len]),
-        }
-    }
-}
-
-impl KeyInput {
-    #[inline]
-    fn put(&mut self, bytes: &[u8]) {
-        if let Some(stream) = &mut self.stream {
-            stream.update(bytes);
-        } else if let Some(slot) = self.buf.get_mut(self.len..self.len + bytes.len()) {
-            slot.copy_from_slice(bytes);
-            self.len += bytes.len();
-        } else {
-            let mut stream = Box::new(Xxh3::new());
-            stream.update(&self.buf[..self.len]);
-            stream.update(bytes);
-            self.stream = Some(stream);
-        }
-    }
-}
-
-/// A postcard output that appends to a [`KeyInput`].
-struct Out<'a>(&'a mut KeyInput);
-
-impl postcard::ser_flavors::Flavor for Out<'_> {
+impl postcard::ser_flavors::Flavor for Streamed<'_> {
     type Output = ();
 
-    #[inline]
     fn try_push(&mut self, data: u8) -> postcard::Result<()> {
-        self.0.put(&[data]);
+        self.0.update(&[data]);
         Ok(())
     }
 
-    #[inline]
     fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        self.0.put(data);
+        self.0.update(data);
         Ok(())
     }
 

@@ -15,6 +15,12 @@
 //! ([`RetryConfig::attempt_timeout`], async forms) bounds step 5 alone; step 3 reads a server's
 //! hint ([`RetryHint`]) and can retry an `Ok` that is really a failure ([`OkCheck`]).
 //!
+//! Three optional guards join that order: a **bulkhead** ([`Bulkhead`]) right after the cache
+//! lookup bounds the calls in flight; one **circuit breaker** ([`CircuitBreaker`]) per fallback
+//! value skips a value that keeps failing, at once and without a delay; **hedging**
+//! ([`HedgeConfig`], async only) starts a second attempt beside a slow one, between the retry
+//! and the rate limit (a hedged attempt takes its own permit).
+//!
 //! When every attempt fails the call returns [`AllFailedError`], which keeps every attempt's error.
 //! A failing cache backend never fails the call: it runs uncached and the failure is counted in
 //! [`Metrics`] and logged through `tracing`.
@@ -40,6 +46,8 @@
 //! ```
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod breaker;
+mod bulkhead;
 mod cache;
 mod codec;
 mod config;
@@ -47,6 +55,7 @@ mod depth;
 mod error;
 mod executor;
 mod flight;
+mod hedge;
 mod key;
 pub mod layers;
 mod metrics;
@@ -56,20 +65,27 @@ mod rate_limit;
 mod retry;
 mod sleep;
 
-pub use cache::{BuildCache, CacheBackend, CacheFor, CacheSwitch, CacheValue, NoCache};
-pub use codec::{Codec, Decoded, Header, HEADER_LEN, MAX_DECODE_DEPTH};
+pub use breaker::{BreakerConfig, BreakerPermit, BreakerState, CircuitBreaker};
+pub use bulkhead::{Bulkhead, BulkheadConfig, BulkheadFull, BulkheadPermit};
+pub use cache::{
+    BuildCache, CacheBackend, CacheFor, CacheSwitch, CacheValue, FlightLease, FlightStart, NoCache,
+};
+pub use codec::{
+    Codec, Decoded, Header, SigningKey, HEADER_LEN, MAX_DECODE_DEPTH, SIGNED_HEADER_LEN,
+};
 pub use config::{
     optional_duration, parse_duration, CacheConfig, OperoConfig, RateLimitConfig, RetryConfig,
-    MAX_RATE,
+    LOCAL_LIMITER, MAX_RATE,
 };
 #[doc(hidden)]
 pub use config::{parse_document, unknown_key};
 pub use error::{AllFailedError, Attempt, AttemptError, ErrorKind, OperoError};
 pub use executor::{AsyncExecutor, Executor, UnitHandle, UnitLost};
-pub use key::{CacheKey, FunctionId, FunctionLabel, KeyFn, StableKey};
+pub use hedge::HedgeConfig;
+pub use key::{namespace_fingerprint, CacheKey, FunctionId, FunctionLabel, KeyFn, StableKey};
 pub use metrics::{Metrics, MetricsSnapshot};
-pub use opero::{Fallbacks, Opero, OperoBuilder, Wrapped, WrappedAsync};
-pub use rate_limit::{Acquire, BucketClock, RateLimiter, TokenBucket};
+pub use opero::{BuildLimiter, Fallbacks, Opero, OperoBuilder, Wrapped, WrappedAsync};
+pub use rate_limit::{Acquire, BucketClock, RateLimiter, Reservation, TokenBucket};
 pub use retry::{
     AcceptOk, Backoff, CustomPolicy, Jitter, NoHint, OkCheck, OkPolicy, RetryHint, RetryOn,
     RetryPolicy, RetryPredicate,

@@ -54,6 +54,18 @@ metrics! {
     deadlines_exceeded,
     /// Attempts cut by the per-attempt timeout.
     attempt_timeouts,
+    /// Circuit breakers that opened (from closed, or again from half-open).
+    breaker_opened,
+    /// Circuit breakers that went half-open to let probes through.
+    breaker_half_opened,
+    /// Circuit breakers that closed after a successful probe.
+    breaker_closed,
+    /// Attempts refused by an open circuit breaker.
+    breaker_rejections,
+    /// Calls refused by a full bulkhead.
+    bulkhead_rejections,
+    /// Hedged attempts started alongside a slow one.
+    hedges,
 }
 
 impl Metrics {
@@ -91,6 +103,24 @@ impl Metrics {
     }
     pub(crate) fn unidentified(&self) {
         Self::add(&self.cache_unidentified)
+    }
+    pub(crate) fn breaker_opened(&self) {
+        Self::add(&self.breaker_opened)
+    }
+    pub(crate) fn breaker_half_opened(&self) {
+        Self::add(&self.breaker_half_opened)
+    }
+    pub(crate) fn breaker_closed(&self) {
+        Self::add(&self.breaker_closed)
+    }
+    pub(crate) fn breaker_rejection(&self) {
+        Self::add(&self.breaker_rejections)
+    }
+    pub(crate) fn bulkhead_rejection(&self) {
+        Self::add(&self.bulkhead_rejections)
+    }
+    pub(crate) fn hedge(&self) {
+        Self::add(&self.hedges)
     }
     pub(crate) fn rate_limit_wait(&self) {
         Self::add(&self.rate_limit_waits)

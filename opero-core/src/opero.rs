@@ -9,13 +9,16 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::cache::{BuildCache, CacheBackend, CacheFor, CacheSwitch};
+use crate::breaker::{BreakerConfig, Breakers, CircuitBreaker};
+use crate::bulkhead::{Bulkhead, BulkheadConfig};
+use crate::cache::{BuildCache, CacheBackend, CacheFor, CacheSwitch, FlightLease, FlightStart};
 use crate::config::{CacheConfig, OperoConfig, RateLimitConfig};
 use crate::error::{AllFailedError, AttemptError, OperoError};
 use crate::flight::{Flights, Join};
+use crate::hedge::HedgeConfig;
 use crate::key::{CacheKey, FunctionId, KeyFn, StableKey};
 use crate::metrics::{Metrics, MetricsSnapshot};
-use crate::pipeline::{Attempts, Limits};
+use crate::pipeline::{Attempts, Guards, Limits};
 use crate::rate_limit::{RateLimiter, TokenBucket};
 use crate::retry::{Backoff, CustomPolicy, Jitter, OkPolicy, RetryPolicy};
 
@@ -109,10 +112,17 @@ const NO_FALLBACK: &[()] = &[()];
 struct Shared<C, K, P> {
     cache: Option<C>,
     cache_config: CacheConfig,
+    /// The namespace's key fingerprint, computed once: every key starts with it.
+    namespace_fingerprint: u128,
     key_fn: K,
     policy: P,
     limiter: Option<Arc<dyn RateLimiter>>,
     limits: Limits,
+    /// Circuit breakers, bulkhead and hedging; boxed and absent when none is set, so the plain
+    /// pipeline stays as small and as fast as before.
+    guards: Option<Box<Guards>>,
+    /// No cache and no guards: one flag for the no-fault path to test.
+    plain: bool,
     metrics: Arc<Metrics>,
     flights: Flights,
     /// Names given to wrappers of this pipeline and what they were given to, to refuse one name
@@ -167,7 +177,23 @@ struct WrapperOrigin {
 pub struct Opero<C, K = StableKey, P = Backoff> {
     shared: Arc<Shared<C, K, P>>,
     // Outside the shared part, so that `named` can give a clone its own name.
-    name: Option<Arc<str>>,
+    name: Option<Name>,
+}
+
+/// A function name and its key fingerprint, computed once per name rather than per call.
+#[derive(Clone, Debug)]
+struct Name {
+    text: Arc<str>,
+    fingerprint: u128,
+}
+
+impl Name {
+    fn new(text: Arc<str>) -> Self {
+        Name {
+            fingerprint: crate::key::name_fingerprint(&text),
+            text,
+        }
+    }
 }
 
 impl<C, K, P> Clone for Opero<C, K, P> {
@@ -185,7 +211,7 @@ impl<C, K, P> fmt::Debug for Opero<C, K, P> {
             .field("cache", &self.shared.cache.is_some())
             .field("namespace", &self.shared.cache_config.namespace)
             .field("rate_limited", &self.shared.limiter.is_some())
-            .field("name", &self.name)
+            .field("name", &self.name())
             .finish()
     }
 }
@@ -242,6 +268,31 @@ impl<C, K, P> Opero<C, K, P> {
         self.shared.limiter.as_ref()
     }
 
+    /// The circuit breaker of fallback position `index` (0 for a call without fallbacks), when
+    /// breakers are on: shared by every clone, so its [`state`](CircuitBreaker::state) is the
+    /// one every call sees.
+    pub fn circuit_breaker(&self, index: usize) -> Option<&CircuitBreaker> {
+        self.shared
+            .guards
+            .as_ref()
+            .and_then(|g| g.breakers.as_ref())
+            .map(|b| b.get(index))
+    }
+
+    /// The bulkhead, when one is set.
+    pub fn bulkhead(&self) -> Option<&Bulkhead> {
+        self.shared
+            .guards
+            .as_ref()
+            .and_then(|g| g.bulkhead.as_ref())
+    }
+
+    /// Whether a circuit breaker, a bulkhead or hedging is set: every attempt must then go
+    /// through the pipeline (an executor may run a first attempt outside it otherwise).
+    pub fn guarded(&self) -> bool {
+        self.shared.guards.is_some()
+    }
+
     /// The retry policy.
     pub fn retry_policy(&self) -> &P {
         &self.shared.policy
@@ -259,7 +310,7 @@ impl<C, K, P> Opero<C, K, P> {
 
     /// The function name given with [`OperoBuilder::name`] or [`Opero::named`].
     pub fn name(&self) -> Option<&str> {
-        self.name.as_deref()
+        self.name.as_ref().map(|n| &*n.text)
     }
 
     /// This pipeline under a function name: a clone that shares the cache, the rate limiter, the
@@ -286,7 +337,17 @@ impl<C, K, P> Opero<C, K, P> {
     pub fn named(&self, name: impl Into<Arc<str>>) -> Self {
         Opero {
             shared: Arc::clone(&self.shared),
-            name: Some(name.into()),
+            name: Some(Name::new(name.into())),
+        }
+    }
+
+    /// The function a call is cached under: this pipeline's name when it has one, else the
+    /// callable's own identity.
+    #[inline]
+    fn function_or_name<'f>(&'f self, function: FunctionId<'f>) -> FunctionId<'f> {
+        match &self.name {
+            Some(name) => FunctionId::named_with_fingerprint(&name.text, name.fingerprint),
+            None => function,
         }
     }
 
@@ -296,6 +357,7 @@ impl<C, K, P> Opero<C, K, P> {
             limiter: self.shared.limiter.as_deref(),
             metrics: Some(&self.shared.metrics),
             limits: self.shared.limits,
+            guards: self.shared.guards.as_deref(),
         }
     }
 }
@@ -338,6 +400,7 @@ where
     }
 
     /// The async form of [`run`](Opero::run). The closure may borrow from the caller.
+    #[inline]
     #[track_caller]
     pub fn run_async<'a, T, E, F, Fut>(
         &'a self,
@@ -346,18 +409,15 @@ where
     where
         C: CacheFor<(), T>,
         F: FnMut() -> Fut + 'a,
-        Fut: Future<Output = Result<T, E>>,
+        Fut: Future<Output = Result<T, E>> + 'a,
         P: RetryPolicy<E> + OkPolicy<T, E>,
-        E: Display,
+        E: Display + 'a,
+        T: 'a,
     {
         let function = self.identity_of::<F>(Location::caller());
-        async move {
-            self.call_attempts_async(function, &(), NO_FALLBACK, |_, _| {
-                let (fut, policy) = (f(), &self.shared.policy);
-                async move { checked(policy, fut.await) }
-            })
-            .await
-        }
+        self.call_attempts_async(function, &(), NO_FALLBACK, move |_, _| {
+            Checked::new(&self.shared.policy, f())
+        })
     }
 
     /// Runs `f` once per fallback value in order, each with its full retry budget. With the
@@ -393,18 +453,15 @@ where
         C: CacheFor<(), T>,
         V: Clone,
         F: FnMut(V) -> Fut + 'a,
-        Fut: Future<Output = Result<T, E>>,
+        Fut: Future<Output = Result<T, E>> + 'a,
         P: RetryPolicy<E> + OkPolicy<T, E>,
-        E: Display,
+        E: Display + 'a,
+        T: 'a,
     {
         let function = self.identity_of::<F>(Location::caller());
-        async move {
-            self.call_attempts_async(function, &(), fallbacks.as_slice(), |_, v: &V| {
-                let (fut, policy) = (f(v.clone()), &self.shared.policy);
-                async move { checked(policy, fut.await) }
-            })
-            .await
-        }
+        self.call_attempts_async(function, &(), fallbacks.as_slice(), move |_, v: &V| {
+            Checked::new(&self.shared.policy, f(v.clone()))
+        })
     }
 
     /// Looks `args` up in the cache; on a miss runs `f(args)` with retries and rate limiting and
@@ -443,8 +500,7 @@ where
         let function = self.identity_of::<F>(Location::caller());
         async move {
             self.call_attempts_async(function, &args, NO_FALLBACK, |a: &A, _| {
-                let (fut, policy) = (f(a.clone()), &self.shared.policy);
-                async move { checked(policy, fut.await) }
+                Checked::new(&self.shared.policy, f(a.clone()))
             })
             .await
         }
@@ -492,8 +548,7 @@ where
         let function = self.identity_of::<F>(Location::caller());
         async move {
             self.call_attempts_async(function, &args, fallbacks.as_slice(), |a: &A, v: &V| {
-                let (fut, policy) = (f(a.clone(), v.clone()), &self.shared.policy);
-                async move { checked(policy, fut.await) }
+                Checked::new(&self.shared.policy, f(a.clone(), v.clone()))
             })
             .await
         }
@@ -517,7 +572,29 @@ where
         P: RetryPolicy<E>,
         E: Display,
     {
-        // Inlined up to here, so that an uncached call costs the bare attempt loop.
+        // Inlined up to here, so that an uncached, unguarded call costs the bare attempt loop.
+        if self.shared.plain {
+            return self.attempts().run_sync_unguarded(values, |v| f(args, v));
+        }
+        self.call_guarded_or_cached(function, args, values, f)
+    }
+
+    /// [`call_attempts`](Self::call_attempts) with a cache, guards or both.
+    #[inline(never)]
+    fn call_guarded_or_cached<A, V, T, E, F>(
+        &self,
+        function: FunctionId<'_>,
+        args: &A,
+        values: &[V],
+        mut f: F,
+    ) -> Result<T, AllFailedError<E>>
+    where
+        A: ?Sized,
+        C: CacheFor<A, T>,
+        F: FnMut(&A, &V) -> Result<T, AttemptError<E>>,
+        P: RetryPolicy<E>,
+        E: Display,
+    {
         match &self.shared.cache {
             None => self.attempts().run_sync(values, |v| f(args, v)),
             Some(cache) => self.call_cached(cache, function, args, values, f),
@@ -540,9 +617,15 @@ where
         P: RetryPolicy<E>,
         E: Display,
     {
-        let function = function.or_named(self.name());
+        let function = self.function_or_name(function);
         let Some(key) = self.make_key(&function, |ns| {
-            C::key_hash(&self.shared.key_fn, ns, &function, args)
+            C::key_hash(
+                &self.shared.key_fn,
+                ns,
+                self.shared.namespace_fingerprint,
+                &function,
+                args,
+            )
         }) else {
             return self.attempts().run_sync(values, |v| f(args, v));
         };
@@ -588,7 +671,36 @@ where
                         return Ok(hit);
                     }
                 }
+                // Other processes: the backend's own flight, when it has one.
+                let lease = if backend_up {
+                    let start = cache.flight_begin(&key);
+                    let looked_up = match &start {
+                        Ok(FlightStart::Lead(lease)) if lease.entry_absent() => Ok(None),
+                        Ok(FlightStart::Lead(_) | FlightStart::Waited) => cache.lookup(&key),
+                        _ => Ok(None),
+                    };
+                    match self.after_flight_begin(&key, start, looked_up) {
+                        Ok(hit) => {
+                            guard.finish_with(|| Some(C::share(&hit.0)));
+                            if let Some(lease) = hit.1 {
+                                self.end_flight(&key, cache.flight_end(&key, lease));
+                            }
+                            return Ok(hit.0);
+                        }
+                        Err(lease) => lease,
+                    }
+                } else {
+                    None
+                };
+                // Released on every way out, a panic of the work included: other processes
+                // then run their own call at once instead of waiting out the lock's expiry.
+                let release = lease.map(|lease| {
+                    OnDrop(Some(|| {
+                        self.end_flight(&key, cache.flight_end(&key, lease))
+                    }))
+                });
                 let result = run();
+                drop(release);
                 guard.finish_with(|| result.as_ref().ok().map(C::share));
                 result
             }
@@ -606,8 +718,41 @@ where
     }
 
     /// The async twin of [`call_attempts`](Opero::call_attempts).
-    pub async fn call_attempts_async<A, V, T, E, F, Fut>(
+    #[inline]
+    pub fn call_attempts_async<'a, A, V, T, E, F, Fut>(
+        &'a self,
+        function: FunctionId<'a>,
+        args: &'a A,
+        values: &'a [V],
+        mut f: F,
+    ) -> impl Future<Output = Result<T, AllFailedError<E>>> + 'a
+    where
+        A: ?Sized,
+        C: CacheFor<A, T>,
+        F: FnMut(&A, &V) -> Fut + 'a,
+        Fut: Future<Output = Result<T, AttemptError<E>>> + 'a,
+        P: RetryPolicy<E>,
+        E: Display + 'a,
+        T: 'a,
+    {
+        match &self.shared.cache {
+            // Without a cache the future is the bare attempt loop's. The cached path's state is
+            // several times larger and goes to the heap, so that the uncached future every
+            // caller holds and moves stays small; a cached call does I/O or a lookup that
+            // outweighs one allocation.
+            None => Either::Left {
+                inner: self.attempts().run_async(values, move |v| f(args, v)),
+            },
+            Some(cache) => Either::Right {
+                inner: Box::pin(self.call_cached_async(cache, function, args, values, f)),
+            },
+        }
+    }
+
+    /// [`call_attempts_async`](Self::call_attempts_async) with a cache.
+    async fn call_cached_async<A, V, T, E, F, Fut>(
         &self,
+        cache: &C,
         function: FunctionId<'_>,
         args: &A,
         values: &[V],
@@ -621,12 +766,15 @@ where
         P: RetryPolicy<E>,
         E: Display,
     {
-        let Some(cache) = &self.shared.cache else {
-            return self.attempts().run_async(values, |v| f(args, v)).await;
-        };
-        let function = function.or_named(self.name());
+        let function = self.function_or_name(function);
         let Some(key) = self.make_key(&function, |ns| {
-            C::key_hash(&self.shared.key_fn, ns, &function, args)
+            C::key_hash(
+                &self.shared.key_fn,
+                ns,
+                self.shared.namespace_fingerprint,
+                &function,
+                args,
+            )
         }) else {
             return self.attempts().run_async(values, |v| f(args, v)).await;
         };
@@ -665,6 +813,28 @@ where
                 Some(guard)
             }
         };
+        let lease = if leader.is_some() && backend_up {
+            let start = cache.flight_begin_async(&key).await;
+            let looked_up = match &start {
+                Ok(FlightStart::Lead(lease)) if lease.entry_absent() => Ok(None),
+                Ok(FlightStart::Lead(_) | FlightStart::Waited) => cache.lookup_async(&key).await,
+                _ => Ok(None),
+            };
+            match self.after_flight_begin(&key, start, looked_up) {
+                Ok((hit, lease)) => {
+                    if let Some(guard) = leader {
+                        guard.finish_with(|| Some(C::share(&hit)));
+                    }
+                    if let Some(lease) = lease {
+                        self.end_flight(&key, cache.flight_end_async(&key, lease).await);
+                    }
+                    return Ok(hit);
+                }
+                Err(lease) => lease,
+            }
+        } else {
+            None
+        };
         let result = self.attempts().run_async(values, |v| f(args, v)).await;
         if let Ok(value) = &result {
             if let Err(e) = cache
@@ -673,6 +843,9 @@ where
             {
                 self.on_backend_error("set", &key, &e);
             }
+        }
+        if let Some(lease) = lease {
+            self.end_flight(&key, cache.flight_end_async(&key, lease).await);
         }
         if let Some(guard) = leader {
             guard.finish_with(|| result.as_ref().ok().map(C::share));
@@ -702,7 +875,11 @@ where
         function: &FunctionId<'k>,
         args: &A,
     ) -> Option<CacheKey<'k>> {
-        self.make_key(function, |ns| self.shared.key_fn.hash(ns, function, args))
+        self.make_key(function, |ns| {
+            self.shared
+                .key_fn
+                .hash_prepared(ns, self.shared.namespace_fingerprint, function, args)
+        })
     }
 
     /// The identity of a call's function, computed only when a cache will key on it: the
@@ -737,6 +914,45 @@ where
                 tracing::warn!(target: "opero", error = %e, "cache key failed; running uncached");
                 None
             }
+        }
+    }
+
+    /// What a backend's flight across processes decided, given the lookup made after it (for a
+    /// leader or a waiter): `Ok((value, lease))` when that lookup hit, else `Err(lease)`, the
+    /// lease to end once the work ran (`None` when this process does not lead).
+    #[allow(clippy::type_complexity)]
+    fn after_flight_begin<T>(
+        &self,
+        key: &CacheKey<'_>,
+        start: Result<FlightStart, OperoError>,
+        looked_up: Result<Option<T>, OperoError>,
+    ) -> Result<(T, Option<FlightLease>), Option<FlightLease>> {
+        let lease = match start {
+            Ok(FlightStart::Off) => return Err(None),
+            Ok(FlightStart::Lead(lease)) => Some(lease),
+            Ok(FlightStart::Waited) => None,
+            Err(e) => {
+                self.on_backend_error("flight", key, &e);
+                return Err(None);
+            }
+        };
+        match looked_up {
+            // Another process's value: its flight ended (or ended just before ours began).
+            Ok(Some(hit)) => {
+                self.shared.metrics.coalesced();
+                Ok((hit, lease))
+            }
+            Ok(None) => Err(lease),
+            Err(e) => {
+                self.on_backend_error("get", key, &e);
+                Err(lease)
+            }
+        }
+    }
+
+    fn end_flight(&self, key: &CacheKey<'_>, ended: Result<(), OperoError>) {
+        if let Err(e) = ended {
+            self.on_backend_error("flight_end", key, &e);
         }
     }
 
@@ -802,6 +1018,7 @@ impl<C, K, P> Opero<C, K, P> {
         F: Fn(&A) -> Result<T, E>,
     {
         self.check_sync()?;
+        self.refuse_hedge_for_sync()?;
         let function = self.wrapper_identity(FunctionId::of::<F>(Location::caller()))?;
         Ok(Wrapped {
             opero: self.clone(),
@@ -824,6 +1041,7 @@ impl<C, K, P> Opero<C, K, P> {
         F: Fn(&A, &V) -> Result<T, E>,
     {
         self.check_sync()?;
+        self.refuse_hedge_for_sync()?;
         let function = self.wrapper_identity(FunctionId::of::<F>(Location::caller()))?;
         Ok(Wrapped {
             opero: self.clone(),
@@ -901,6 +1119,20 @@ impl<C, K, P> Opero<C, K, P> {
         }
     }
 
+    /// A sync wrapper of a hedged pipeline is refused: a blocking call cannot run two attempts
+    /// side by side.
+    fn refuse_hedge_for_sync(&self) -> Result<(), OperoError> {
+        match self.shared.guards.as_ref().and_then(|g| g.hedge) {
+            None => Ok(()),
+            Some(hedge) => Err(OperoError::invalid_config(
+                "hedge",
+                format!("{:?} × {}", hedge.delay, hedge.max_hedges),
+                "hedging needs an async form (wrap_async, run_async, call_async): a blocking \
+                 call cannot run two attempts side by side",
+            )),
+        }
+    }
+
     /// Checks that a wrapper's function can be cached under a key of its own, when the cache is
     /// on: it identifies itself or carries a name, and the name wraps no other function here.
     pub fn wrapper_identity(
@@ -910,7 +1142,7 @@ impl<C, K, P> Opero<C, K, P> {
         if self.shared.cache.is_none() {
             return Ok(function);
         }
-        let Some(name) = &self.name else {
+        let Some(Name { text: name, .. }) = &self.name else {
             if function.identifies() {
                 return Ok(function);
             }
@@ -929,7 +1161,7 @@ impl<C, K, P> Opero<C, K, P> {
         match names.get(name) {
             Some(taken) if *taken != origin => Err(OperoError::invalid_config(
                 "name",
-                name,
+                &**name,
                 format!(
                     "already names another function on this pipeline ({}{}); one name caches one \
                      function, so give this one a name of its own",
@@ -945,6 +1177,17 @@ impl<C, K, P> Opero<C, K, P> {
                 names.insert(Arc::clone(name), origin);
                 Ok(function)
             }
+        }
+    }
+}
+
+/// Runs its closure when dropped, unwinding included.
+struct OnDrop<F: FnOnce()>(Option<F>);
+
+impl<F: FnOnce()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f();
         }
     }
 }
@@ -1080,9 +1323,7 @@ where
                 &args,
                 self.fallbacks.as_slice(),
                 |a: &A, v: &V| {
-                    let fut = (self.f)(a.clone(), v.clone());
-                    let policy = &self.opero.shared.policy;
-                    async move { checked(policy, fut.await) }
+                    Checked::new(&self.opero.shared.policy, (self.f)(a.clone(), v.clone()))
                 },
             )
             .await
@@ -1129,8 +1370,13 @@ pub struct OperoBuilder<C, K = StableKey, P = Backoff> {
     key_fn: K,
     policy: P,
     limiter: Option<Arc<dyn RateLimiter>>,
+    limiter_backend: Option<BuildLimiter>,
     name: Option<String>,
 }
+
+/// Builds the shared rate limiter of a [`RateLimitConfig`] whose backend is not `"local"` (see
+/// [`OperoBuilder::rate_limiter_backend`]); the facade's is `opero::build_rate_limiter`.
+pub type BuildLimiter = fn(&RateLimitConfig) -> Result<Arc<dyn RateLimiter>, OperoError>;
 
 impl<C> OperoBuilder<C> {
     /// A builder from a config.
@@ -1141,6 +1387,7 @@ impl<C> OperoBuilder<C> {
             cache: None,
             key_fn: StableKey,
             limiter: None,
+            limiter_backend: None,
             name: None,
         }
     }
@@ -1227,6 +1474,7 @@ impl<C, K, R, H, O> OperoBuilder<C, K, Backoff<R, H, O>> {
             cache: self.cache,
             key_fn: self.key_fn,
             limiter: self.limiter,
+            limiter_backend: self.limiter_backend,
             name: self.name,
         }
     }
@@ -1268,6 +1516,7 @@ impl<C, K, R, H, O> OperoBuilder<C, K, Backoff<R, H, O>> {
             cache: self.cache,
             key_fn: self.key_fn,
             limiter: self.limiter,
+            limiter_backend: self.limiter_backend,
             name: self.name,
         }
     }
@@ -1322,6 +1571,7 @@ impl<C, K, R, H, O> OperoBuilder<C, K, Backoff<R, H, O>> {
             cache: self.cache,
             key_fn: self.key_fn,
             limiter: self.limiter,
+            limiter_backend: self.limiter_backend,
             name: self.name,
         }
     }
@@ -1338,6 +1588,7 @@ impl<C, K, P> OperoBuilder<C, K, P> {
             key_fn: self.key_fn,
             policy: CustomPolicy(policy),
             limiter: self.limiter,
+            limiter_backend: self.limiter_backend,
             name: self.name,
         }
     }
@@ -1350,6 +1601,7 @@ impl<C, K, P> OperoBuilder<C, K, P> {
             key_fn,
             policy: self.policy,
             limiter: self.limiter,
+            limiter_backend: self.limiter_backend,
             name: self.name,
         }
     }
@@ -1371,6 +1623,7 @@ impl<C, K, P> OperoBuilder<C, K, P> {
             key_fn: self.key_fn,
             policy: self.policy,
             limiter: self.limiter,
+            limiter_backend: self.limiter_backend,
             name: self.name,
         }
     }
@@ -1463,6 +1716,35 @@ impl<C, K, P> OperoBuilder<C, K, P> {
         self
     }
 
+    /// Builds the limiter of a config whose `rate_limit.backend` is not `"local"` with `build`.
+    /// Without one, such a config is refused when the pipeline is built (field
+    /// `rate_limit.backend`). The facade's `opero()` and `opmap()` builders install
+    /// `opero::build_rate_limiter`, which knows `"redis"` with its `redis` feature.
+    ///
+    /// ```
+    /// use opero_core::{NoCache, Opero, OperoError, RateLimitConfig, RateLimiter, TokenBucket};
+    /// use std::sync::Arc;
+    ///
+    /// fn build(config: &RateLimitConfig) -> Result<Arc<dyn RateLimiter>, OperoError> {
+    ///     // A backend of one's own; here a local bucket under another name.
+    ///     let local = RateLimitConfig { backend: "local".into(), backend_options: Default::default(), ..config.clone() };
+    ///     Ok(Arc::new(TokenBucket::new(&local)?))
+    /// }
+    /// let config = RateLimitConfig::per_second(5.0).with_backend("mine", []);
+    /// let err = Opero::<NoCache>::builder().rate_limit_config(config.clone()).build().unwrap_err();
+    /// assert_eq!(err.field(), Some("rate_limit.backend"));
+    /// let opero = Opero::<NoCache>::builder()
+    ///     .rate_limit_config(config)
+    ///     .rate_limiter_backend(build)
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(opero.rate_limiter().is_some());
+    /// ```
+    pub fn rate_limiter_backend(mut self, build: BuildLimiter) -> Self {
+        self.limiter_backend = Some(build);
+        self
+    }
+
     /// Uses this limiter, shared with whoever else holds it, instead of building one.
     pub fn rate_limiter(mut self, limiter: Arc<dyn RateLimiter>) -> Self {
         self.limiter = Some(limiter);
@@ -1513,7 +1795,7 @@ impl<C, K, P> OperoBuilder<C, K, P> {
     /// and retried per the retry settings, as a crashed attempt is (with the backoff's delay).
     /// A sync form cannot preempt a blocking call, so it refuses a pipeline with an attempt
     /// timeout: [`wrap`](Self::wrap) with an [`OperoError`] naming `retry.attempt_timeout`, a
-    /// direct sync call with [`AttemptError::Refused`]. Zero, or more than the
+    /// direct sync call with [`AttemptError::Unsupported`]. Zero, or more than the
     /// [`deadline`](Self::deadline), is refused when built.
     ///
     /// ```
@@ -1539,11 +1821,84 @@ impl<C, K, P> OperoBuilder<C, K, P> {
     /// assert_eq!(got.unwrap(), "second try");
     ///
     /// let err = opero.run(|| Ok::<_, String>(1)).unwrap_err();
-    /// assert!(matches!(err.attempts()[0].error, AttemptError::Refused { field: "retry.attempt_timeout", .. }));
+    /// assert!(matches!(err.attempts()[0].error, AttemptError::Unsupported { field: "retry.attempt_timeout", .. }));
     /// # }
     /// ```
     pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
         self.config.retry.attempt_timeout = Some(timeout);
+        self
+    }
+
+    /// One circuit breaker per fallback value, shared by every clone of the pipeline (and every
+    /// opmap worker). An open breaker refuses its value's attempts at once with
+    /// [`AttemptError::BreakerOpen`], without a delay, and the call moves on to the next value.
+    /// Breakers belong to positions in the fallback list (the first million have one each; the
+    /// positions past that share the last). Default: none.
+    ///
+    /// ```
+    /// use opero_core::{AttemptError, BreakerConfig, NoCache, Opero};
+    /// use std::time::Duration;
+    ///
+    /// let opero = Opero::<NoCache>::builder()
+    ///     .retries(0)
+    ///     .circuit_breaker(BreakerConfig { failure_threshold: Some(2), ..Default::default() })
+    ///     .build()
+    ///     .unwrap();
+    /// let _ = opero.run(|| Err::<(), _>("down"));
+    /// let _ = opero.run(|| Err::<(), _>("down"));
+    /// let mut called = false;
+    /// let err = opero.run(|| { called = true; Ok::<_, &str>(()) }).unwrap_err();
+    /// assert!(!called, "the breaker is open: the function is not called");
+    /// assert_eq!(err.attempts()[0].error, AttemptError::BreakerOpen);
+    ///
+    /// let bad = Opero::<NoCache>::builder()
+    ///     .circuit_breaker(BreakerConfig { failure_ratio: Some(0.0), ..Default::default() })
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert_eq!(bad.field(), Some("breaker.failure_ratio"));
+    /// ```
+    pub fn circuit_breaker(mut self, breaker: BreakerConfig) -> Self {
+        self.config.breaker = Some(breaker);
+        self
+    }
+
+    /// At most `max_concurrent` calls of this pipeline (and its clones) in flight at once, and
+    /// `max_queue` more waiting for a slot (a sync call blocks, an async one awaits); past that a
+    /// call fails at once with [`AttemptError::BulkheadFull`]. A cache hit takes no slot.
+    /// Default: no limit.
+    ///
+    /// ```
+    /// use opero_core::{NoCache, Opero};
+    ///
+    /// let opero = Opero::<NoCache>::builder().bulkhead(8, 32).build().unwrap();
+    /// assert_eq!(opero.run(|| Ok::<_, String>(1)).unwrap(), 1);
+    /// let err = Opero::<NoCache>::builder().bulkhead(0, 4).build().unwrap_err();
+    /// assert_eq!(err.field(), Some("bulkhead.max_concurrent"));
+    /// ```
+    pub fn bulkhead(mut self, max_concurrent: usize, max_queue: usize) -> Self {
+        self.config.bulkhead = Some(BulkheadConfig {
+            max_concurrent,
+            max_queue,
+        });
+        self
+    }
+
+    /// Hedging for the async forms: when an attempt has not answered after `delay`, a hedge
+    /// starts beside it (on the next fallback value, or another attempt of the last one), at
+    /// most `max_hedges` per call; the first success wins and the others are dropped. A sync
+    /// form on a hedged pipeline fails with [`AttemptError::Unsupported`] naming `hedge`, and a
+    /// sync wrapper of one is refused when built. Default: none.
+    ///
+    /// ```
+    /// use opero_core::{NoCache, Opero};
+    /// use std::time::Duration;
+    ///
+    /// let hedged = Opero::<NoCache>::builder().hedge(Duration::from_millis(50), 1);
+    /// let err = hedged.wrap(|x: &u32| Ok::<_, String>(*x)).err().unwrap();
+    /// assert_eq!(err.field(), Some("hedge"));
+    /// ```
+    pub fn hedge(mut self, delay: Duration, max_hedges: u32) -> Self {
+        self.config.hedge = Some(HedgeConfig { delay, max_hedges });
         self
     }
 
@@ -1679,28 +2034,144 @@ impl<C, K, P> OperoBuilder<C, K, P> {
         };
         let limiter = match (self.limiter, self.config.rate_limit.rate) {
             (Some(shared), _) => Some(shared),
-            (None, Some(_)) => {
+            (None, Some(_)) if self.config.rate_limit.backend == crate::config::LOCAL_LIMITER => {
                 Some(Arc::new(TokenBucket::new(&self.config.rate_limit)?) as Arc<dyn RateLimiter>)
             }
+            (None, Some(_)) => match self.limiter_backend {
+                Some(build) => Some(build(&self.config.rate_limit)?),
+                None => {
+                    return Err(OperoError::invalid_config(
+                        "rate_limit.backend",
+                        &self.config.rate_limit.backend,
+                        "unknown rate-limit backend here; the built-in one is \"local\" \
+                         (\"redis\" needs the facade's opero() builder and its `redis` feature)",
+                    )
+                    .with_kind(crate::error::ErrorKind::UnknownBackend))
+                }
+            },
             (None, None) => None,
         };
         let limits = Limits {
             deadline: self.config.retry.deadline,
             attempt_timeout: self.config.retry.attempt_timeout,
         };
+        let guards = Guards {
+            breakers: self.config.breaker.clone().map(Breakers::new),
+            bulkhead: self
+                .config
+                .bulkhead
+                .map(|b| Bulkhead::new(&b))
+                .transpose()?,
+            hedge: self.config.hedge,
+        };
+        let guards = guards.any().then(|| Box::new(guards));
         Ok(Opero {
             shared: Arc::new(Shared {
+                plain: cache.is_none() && guards.is_none(),
                 cache,
+                namespace_fingerprint: crate::key::namespace_fingerprint(
+                    &self.config.cache.namespace,
+                ),
                 cache_config: self.config.cache,
                 key_fn: self.key_fn,
                 policy: self.policy,
                 limiter,
                 limits,
+                guards,
                 metrics: Arc::new(Metrics::default()),
                 flights: Flights::default(),
                 wrapper_names: Default::default(),
             }),
-            name: self.name.map(Arc::from),
+            name: self.name.map(|n| Name::new(Arc::from(n))),
         })
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// One of two futures with one output: lets a form return the small uncached future or the
+    /// cached one without boxing either.
+    #[project = EitherProj]
+    enum Either<L, R> {
+        Left { #[pin] inner: L },
+        Right { #[pin] inner: R },
+    }
+}
+
+impl<L: Future, R: Future<Output = L::Output>> Future for Either<L, R> {
+    type Output = L::Output;
+
+    #[inline]
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<L::Output> {
+        match self.project() {
+            EitherProj::Left { inner } => inner.poll(cx),
+            EitherProj::Right { inner } => inner.poll(cx),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The user's future checked as [`checked`] checks a sync result: its error reported as
+    /// [`AttemptError::Failed`], an `Ok` that `retry_if_ok` rejects as
+    /// [`AttemptError::RejectedOk`]. A combinator rather than an `async` block: one state machine
+    /// fewer on every attempt.
+    pub(crate) struct Checked<'p, P, Fut> {
+        policy: &'p P,
+        #[pin]
+        inner: Fut,
+    }
+}
+
+impl<'p, P, Fut> Checked<'p, P, Fut> {
+    #[inline]
+    pub(crate) fn new(policy: &'p P, inner: Fut) -> Self {
+        Checked { policy, inner }
+    }
+}
+
+impl<T, E, P: OkPolicy<T, E>, Fut: Future<Output = Result<T, E>>> Future for Checked<'_, P, Fut> {
+    type Output = Result<T, AttemptError<E>>;
+
+    #[inline]
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let this = self.project();
+        let policy: &P = this.policy;
+        this.inner.poll(cx).map(|r| checked(policy, r))
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The user's future with its error reported as [`AttemptError::Failed`]: a combinator rather
+    /// than an `async` block, one state machine fewer on every attempt.
+    pub(crate) struct Failed<Fut> {
+        #[pin]
+        inner: Fut,
+    }
+}
+
+impl<Fut> Failed<Fut> {
+    #[inline]
+    pub(crate) fn new(inner: Fut) -> Self {
+        Failed { inner }
+    }
+}
+
+impl<T, E, Fut: Future<Output = Result<T, E>>> Future for Failed<Fut> {
+    type Output = Result<T, AttemptError<E>>;
+
+    #[inline]
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        self.project()
+            .inner
+            .poll(cx)
+            .map(|r| r.map_err(AttemptError::Failed))
     }
 }

@@ -9,7 +9,10 @@ use std::fmt::Display;
 use std::future::Future;
 use std::time::Duration;
 
+use crate::breaker::{BreakerPermit, BreakerState, Breakers};
+use crate::bulkhead::{Bulkhead, BulkheadPermit};
 use crate::error::{AllFailedError, AttemptError};
+use crate::hedge::HedgeConfig;
 use crate::metrics::Metrics;
 use crate::rate_limit::RateLimiter;
 use crate::retry::RetryPolicy;
@@ -25,23 +28,23 @@ pub(crate) struct Limits {
 /// several times cheaper to read than the OS clock, which matters on the no-fault path) for the
 /// sync loop, tokio's (paused in tests) for the async one.
 #[derive(Clone, Copy)]
-enum Start {
+enum Clock {
     Tsc(quanta::Instant),
     Tokio(tokio::time::Instant),
 }
 
 /// A running call's deadline.
 #[derive(Clone, Copy)]
-struct Budget {
+pub(crate) struct Budget {
     deadline: Duration,
-    start: Start,
+    start: Clock,
 }
 
 impl Budget {
     fn sync(limits: &Limits) -> Option<Self> {
         limits.deadline.map(|deadline| Budget {
             deadline,
-            start: Start::Tsc(quanta::Instant::now()),
+            start: Clock::Tsc(quanta::Instant::now()),
         })
     }
 
@@ -49,15 +52,15 @@ impl Budget {
         // Outside a tokio runtime tokio's clock reads the system's, as the timers there do.
         limits.deadline.map(|deadline| Budget {
             deadline,
-            start: Start::Tokio(tokio::time::Instant::now()),
+            start: Clock::Tokio(tokio::time::Instant::now()),
         })
     }
 
     /// Time left before the deadline, zero once past it.
     fn left(&self) -> Duration {
         let elapsed = match self.start {
-            Start::Tsc(at) => quanta::Instant::now().saturating_duration_since(at),
-            Start::Tokio(at) => at.elapsed(),
+            Clock::Tsc(at) => quanta::Instant::now().saturating_duration_since(at),
+            Clock::Tokio(at) => at.elapsed(),
         };
         self.deadline.saturating_sub(elapsed)
     }
@@ -69,15 +72,39 @@ enum Cut {
     Deadline(Duration),
 }
 
+/// Logs and words a limiter's refusal to hand out a permit.
+#[cold]
+fn no_permit(e: &crate::error::OperoError) -> String {
+    tracing::warn!(target: "opero", error = %e, "no rate-limit permit; the attempt fails");
+    e.to_string()
+}
+
 /// The parts the attempt loop needs, borrowed from a pipeline or given by a standalone layer.
 pub(crate) struct Attempts<'a, P: ?Sized> {
     pub(crate) policy: &'a P,
     pub(crate) limiter: Option<&'a dyn RateLimiter>,
     pub(crate) metrics: Option<&'a Metrics>,
+    pub(crate) guards: Option<&'a Guards>,
     pub(crate) limits: Limits,
 }
 
-impl<P: ?Sized> Attempts<'_, P> {
+/// The circuit breakers, the bulkhead and the hedging settings of a pipeline; `None` in
+/// [`Attempts`] when it has none of them, so that the plain loop checks one pointer.
+#[derive(Debug, Default)]
+pub(crate) struct Guards {
+    pub(crate) breakers: Option<Breakers>,
+    pub(crate) bulkhead: Option<Bulkhead>,
+    pub(crate) hedge: Option<HedgeConfig>,
+}
+
+impl Guards {
+    /// Whether any guard is set.
+    pub(crate) fn any(&self) -> bool {
+        self.breakers.is_some() || self.bulkhead.is_some() || self.hedge.is_some()
+    }
+}
+
+impl<'a, P: ?Sized> Attempts<'a, P> {
     fn decide<E>(&self, attempt: u32, error: &AttemptError<E>) -> Option<Duration>
     where
         P: RetryPolicy<E>,
@@ -93,26 +120,88 @@ impl<P: ?Sized> Attempts<'_, P> {
             AttemptError::Crashed(_) | AttemptError::TimedOut(_) => {
                 self.policy.retry_delay_after_fault(attempt)
             }
-            // The call is over, or this form cannot run it at all.
-            AttemptError::DeadlineExceeded(_) | AttemptError::Refused { .. } => None,
+            // Refused before the function ran: waiting would not change the answer.
+            _ => None,
         }
     }
 
-    /// Books a failure and says whether (and after how long) to retry; a retry whose delay
+    /// The breaker permit for an attempt on fallback value `index` (`None` without breakers),
+    /// or `Err` when its breaker is open.
+    #[inline]
+    pub(crate) fn breaker_permit(&self, index: usize) -> Result<Option<BreakerPermit<'a>>, ()> {
+        match self.guards.and_then(|g| g.breakers.as_ref()) {
+            None => Ok(None),
+            Some(breakers) => breakers
+                .get(index)
+                .acquire(self.metrics)
+                .map(Some)
+                .ok_or(()),
+        }
+    }
+
+    /// Reports a failed attempt to its breaker; true when the breaker is open now, so that the
+    /// value's retries end without a delay.
+    pub(crate) fn breaker_failed(&self, index: usize, permit: Option<BreakerPermit<'_>>) -> bool {
+        let Some(permit) = permit else { return false };
+        permit.failure();
+        self.guards
+            .and_then(|g| g.breakers.as_ref())
+            .is_some_and(|b| b.get(index).state() == BreakerState::Open)
+    }
+
+    /// A slot in the bulkhead, if there is one (waiting in its queue, blocking the thread).
+    fn bulkhead_blocking<E>(&self) -> Result<Option<BulkheadPermit<'a>>, AllFailedError<E>> {
+        match self.guards.and_then(|g| g.bulkhead.as_ref()) {
+            None => Ok(None),
+            Some(b) => b
+                .enter_blocking_counted(self.metrics)
+                .map(Some)
+                .map_err(|full| self.refused(full.into())),
+        }
+    }
+
+    /// A slot in the bulkhead, if there is one (waiting in its queue without blocking).
+    async fn bulkhead<E>(&self) -> Result<Option<BulkheadPermit<'a>>, AllFailedError<E>> {
+        match self.guards.and_then(|g| g.bulkhead.as_ref()) {
+            None => Ok(None),
+            Some(b) => b
+                .enter_counted(self.metrics)
+                .await
+                .map(Some)
+                .map_err(|full| self.refused(full.into())),
+        }
+    }
+
+    /// A call refused before any attempt ran.
+    #[cold]
+    fn refused<E>(&self, error: AttemptError<E>) -> AllFailedError<E> {
+        let failures = AllFailedError::single(0, 1, error);
+        self.on_all_failed(&failures);
+        failures
+    }
+
+    /// Books a failure and says whether (and after how long) to retry.
+    /// `breaker_open`: the value's breaker opened, so its retries end here. A retry whose delay
     /// would cross the deadline is not scheduled, and the call is marked as ended by it.
     #[cold]
-    fn on_failure<E: Display>(
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn on_failure<E: Display>(
         &self,
         failures: &mut AllFailedError<E>,
         index: usize,
         attempt: u32,
         error: AttemptError<E>,
+        breaker_open: bool,
         budget: Option<Budget>,
     ) -> Option<Duration>
     where
         P: RetryPolicy<E>,
     {
-        let mut delay = self.decide(attempt, &error);
+        let mut delay = if breaker_open {
+            None
+        } else {
+            self.decide(attempt, &error)
+        };
         let timed_out = matches!(error, AttemptError::TimedOut(_));
         let mut deadline = match error {
             AttemptError::DeadlineExceeded(d) => Some(d),
@@ -210,7 +299,7 @@ impl<P: ?Sized> Attempts<'_, P> {
         failures.push(
             0,
             1,
-            AttemptError::Refused {
+            AttemptError::Unsupported {
                 field: "retry.attempt_timeout",
                 reason: "a sync call cannot be preempted; use the async forms, or opmap's \
                          process mode, to bound an attempt",
@@ -226,7 +315,7 @@ impl<P: ?Sized> Attempts<'_, P> {
     }
 
     #[cold]
-    fn on_switch(&self, index: usize) {
+    pub(crate) fn on_switch(&self, index: usize) {
         if let Some(m) = self.metrics {
             m.fallback_switch();
         }
@@ -235,39 +324,121 @@ impl<P: ?Sized> Attempts<'_, P> {
     }
 
     #[cold]
-    fn on_all_failed<E>(&self, failures: &AllFailedError<E>) {
+    pub(crate) fn on_all_failed<E>(&self, failures: &AllFailedError<E>) {
         if let Some(m) = self.metrics {
             m.failed_call();
         }
         tracing::warn!(target: "opero", attempts = failures.len(), "all attempts failed");
     }
 
-    /// The permit wait for the next attempt, zero when none is needed.
+    /// The permit wait for the next attempt, zero when none is needed; `Err` when the limiter
+    /// cannot hand one out (a shared limiter whose server is down, under a failing policy).
     #[inline]
-    fn permit(&self) -> Duration {
+    pub(crate) fn permit(&self) -> Result<Duration, String> {
         match self.limiter {
-            None => Duration::ZERO,
-            Some(limiter) => {
-                let wait = limiter.reserve();
+            None => Ok(Duration::ZERO),
+            Some(limiter) => self.booked(limiter.try_reserve()),
+        }
+    }
+
+    /// The async twin of [`permit`](Self::permit): a networked limiter answers without blocking.
+    #[inline]
+    pub(crate) async fn permit_async(&self) -> Result<Duration, String> {
+        match self.limiter {
+            None => Ok(Duration::ZERO),
+            Some(limiter) => self.booked(limiter.reserve_async().await),
+        }
+    }
+
+    #[inline]
+    fn booked(
+        &self,
+        reserved: Result<Duration, crate::error::OperoError>,
+    ) -> Result<Duration, String> {
+        match reserved {
+            Ok(wait) => {
                 if !wait.is_zero() {
                     if let Some(m) = self.metrics {
                         m.rate_limit_wait();
                     }
                     tracing::trace!(target: "opero", wait_ms = wait.as_secs_f64() * 1e3, "rate-limit wait");
                 }
-                wait
+                Ok(wait)
             }
+            Err(e) => Err(no_permit(&e)),
         }
     }
 
     /// Runs `f` over the fallback values in order, each with its full retry budget.
+    pub(crate) fn run_sync<V, T, E, F>(&self, values: &[V], f: F) -> Result<T, AllFailedError<E>>
+    where
+        F: FnMut(&V) -> Result<T, AttemptError<E>>,
+        P: RetryPolicy<E>,
+        E: Display,
+    {
+        match self.guards {
+            None => self.loop_sync(NoGate, values, f),
+            Some(guards) => self.run_sync_guarded(guards, values, f),
+        }
+    }
+
+    /// [`run_sync`](Self::run_sync) for parts known to have no guards: the pipeline's no-fault
+    /// path. A branch on the guards, even to a cold function, kept the closure out of registers
+    /// and doubled that path's cost, so the pipeline branches before it builds the closure.
     #[inline]
-    pub(crate) fn run_sync<V, T, E, F>(
+    pub(crate) fn run_sync_unguarded<V, T, E, F>(
         &self,
+        values: &[V],
+        f: F,
+    ) -> Result<T, AllFailedError<E>>
+    where
+        F: FnMut(&V) -> Result<T, AttemptError<E>>,
+        P: RetryPolicy<E>,
+        E: Display,
+    {
+        debug_assert!(self.guards.is_none());
+        self.loop_sync(NoGate, values, f)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn run_sync_guarded<V, T, E, F>(
+        &self,
+        guards: &'a Guards,
+        values: &[V],
+        f: F,
+    ) -> Result<T, AllFailedError<E>>
+    where
+        F: FnMut(&V) -> Result<T, AttemptError<E>>,
+        P: RetryPolicy<E>,
+        E: Display,
+    {
+        if guards.hedge.is_some() {
+            return Err(self.refused(crate::hedge::sync_refusal()));
+        }
+        let _slot = self.bulkhead_blocking()?;
+        match &guards.breakers {
+            None => self.loop_sync(NoGate, values, f),
+            Some(breakers) => self.loop_sync(
+                BreakerGate {
+                    breakers,
+                    metrics: self.metrics,
+                },
+                values,
+                f,
+            ),
+        }
+    }
+
+    #[inline]
+    fn loop_sync<G, V, T, E, F>(
+        &self,
+        gate: G,
         values: &[V],
         mut f: F,
     ) -> Result<T, AllFailedError<E>>
     where
+        G: Gate,
         F: FnMut(&V) -> Result<T, AttemptError<E>>,
         P: RetryPolicy<E>,
         E: Display,
@@ -286,28 +457,44 @@ impl<P: ?Sized> Attempts<'_, P> {
             }
             let mut attempt = 1u32;
             loop {
-                let wait = self.permit();
-                if !wait.is_zero() {
-                    if self.out_of_time(&mut failures, budget, wait) {
-                        break 'values;
-                    }
-                    std::thread::sleep(wait);
-                }
-                match f(value) {
-                    Ok(v) => return Ok(v),
-                    Err(e) => match self.on_failure(&mut failures, index, attempt, e, budget) {
-                        Some(delay) => {
-                            if !delay.is_zero() {
-                                std::thread::sleep(delay);
+                let Some(pass) = gate.enter(index) else {
+                    // An open breaker is skipped at once: no call, no delay.
+                    failures.push(index, attempt, AttemptError::BreakerOpen);
+                    break;
+                };
+                let outcome = match self.permit() {
+                    Ok(wait) => {
+                        if !wait.is_zero() {
+                            if self.out_of_time(&mut failures, budget, wait) {
+                                break 'values;
                             }
-                            // Past u32::MAX attempts there is no number for the next one.
-                            match attempt.checked_add(1) {
-                                Some(next) => attempt = next,
-                                None => break,
-                            }
+                            std::thread::sleep(wait);
                         }
-                        None => break,
-                    },
+                        f(value)
+                    }
+                    Err(why) => Err(AttemptError::NoPermit(why)),
+                };
+                match outcome {
+                    Ok(v) => {
+                        gate.success(pass);
+                        return Ok(v);
+                    }
+                    Err(e) => {
+                        let open = gate.failure(index, pass);
+                        match self.on_failure(&mut failures, index, attempt, e, open, budget) {
+                            Some(delay) => {
+                                if !delay.is_zero() {
+                                    std::thread::sleep(delay);
+                                }
+                                // Past u32::MAX attempts there is no number for the next one.
+                                match attempt.checked_add(1) {
+                                    Some(next) => attempt = next,
+                                    None => break,
+                                }
+                            }
+                            None => break,
+                        }
+                    }
                 }
             }
             if failures.ended_by_deadline().is_some() {
@@ -320,12 +507,80 @@ impl<P: ?Sized> Attempts<'_, P> {
 
     /// The async twin of [`run_sync`](Self::run_sync): never blocks; sleeps on tokio's timer in a
     /// tokio runtime and on a timer thread under any other executor.
+    ///
+    /// The no-fault path (no guards, no limiter, a first attempt that succeeds) holds only the
+    /// user's future: the retry state, timers, guards and failure record live in a boxed
+    /// continuation made once the first attempt fails, or at once when a guard or a limiter is
+    /// set. Every caller moves this future at least once, so its size is paid on every call. It
+    /// takes the parts by value (a few references) so that a caller can return its future without
+    /// wrapping it in another that holds them.
+    #[inline]
     pub(crate) async fn run_async<V, T, E, F, Fut>(
-        &self,
+        self,
         values: &[V],
         mut f: F,
     ) -> Result<T, AllFailedError<E>>
     where
+        F: FnMut(&V) -> Fut,
+        Fut: Future<Output = Result<T, AttemptError<E>>>,
+        P: RetryPolicy<E>,
+        E: Display,
+    {
+        if let Some(guards) = self.guards {
+            return Box::pin(self.run_async_guarded(guards, values, f)).await;
+        }
+        // A limiter's reservation may itself be a round trip (Redis): the continuation takes it.
+        let plain = self.limiter.is_none()
+            && self.limits.deadline.is_none()
+            && self.limits.attempt_timeout.is_none();
+        let start = match (values.first(), plain) {
+            (Some(first), true) => match f(first).await {
+                Ok(v) => return Ok(v),
+                Err(e) => Start::Failed(e),
+            },
+            _ => Start::Fresh,
+        };
+        Box::pin(self.loop_async(NoGate, values, f, start)).await
+    }
+
+    /// [`run_async`](Self::run_async) with circuit breakers, a bulkhead or hedging.
+    async fn run_async_guarded<V, T, E, F, Fut>(
+        &self,
+        guards: &'a Guards,
+        values: &[V],
+        f: F,
+    ) -> Result<T, AllFailedError<E>>
+    where
+        F: FnMut(&V) -> Fut,
+        Fut: Future<Output = Result<T, AttemptError<E>>>,
+        P: RetryPolicy<E>,
+        E: Display,
+    {
+        let _slot = self.bulkhead().await?;
+        if let Some(hedge) = &guards.hedge {
+            return self.run_hedged(hedge, values, f).await;
+        }
+        match &guards.breakers {
+            None => self.loop_async(NoGate, values, f, Start::Fresh).await,
+            Some(breakers) => {
+                let gate = BreakerGate {
+                    breakers,
+                    metrics: self.metrics,
+                };
+                self.loop_async(gate, values, f, Start::Fresh).await
+            }
+        }
+    }
+
+    async fn loop_async<G, V, T, E, F, Fut>(
+        &self,
+        gate: G,
+        values: &[V],
+        mut f: F,
+        mut start: Start<E>,
+    ) -> Result<T, AllFailedError<E>>
+    where
+        G: Gate,
         F: FnMut(&V) -> Fut,
         Fut: Future<Output = Result<T, AttemptError<E>>>,
         P: RetryPolicy<E>,
@@ -342,42 +597,60 @@ impl<P: ?Sized> Attempts<'_, P> {
             }
             let mut attempt = 1u32;
             loop {
-                let wait = self.permit();
-                if !wait.is_zero() {
-                    if self.out_of_time(&mut failures, budget, wait) {
-                        break 'values;
-                    }
-                    crate::sleep::sleep(wait).await;
-                }
-                let first = index == 0 && attempt == 1 && wait.is_zero();
-                let outcome = match self.cut(budget, first) {
-                    None => f(value).await,
-                    Some(Cut::Timeout(limit)) => crate::sleep::timeout(limit, f(value))
-                        .await
-                        .unwrap_or_else(|_| Err(AttemptError::TimedOut(limit))),
-                    Some(Cut::Deadline(left)) => crate::sleep::timeout(left, f(value))
-                        .await
-                        .unwrap_or_else(|_| {
-                            Err(AttemptError::DeadlineExceeded(
-                                budget.map_or(left, |b| b.deadline),
-                            ))
-                        }),
+                let Some(pass) = gate.enter(index) else {
+                    // An open breaker is skipped at once: no call, no delay.
+                    failures.push(index, attempt, AttemptError::BreakerOpen);
+                    break;
                 };
-                match outcome {
-                    Ok(v) => return Ok(v),
-                    Err(e) => match self.on_failure(&mut failures, index, attempt, e, budget) {
-                        Some(delay) => {
-                            if !delay.is_zero() {
-                                crate::sleep::sleep(delay).await;
+                let outcome = match std::mem::replace(&mut start, Start::Fresh) {
+                    Start::Failed(e) => Err(e),
+                    Start::Fresh => match self.permit_async().await {
+                        Ok(wait) => {
+                            if !wait.is_zero() {
+                                if self.out_of_time(&mut failures, budget, wait) {
+                                    break 'values;
+                                }
+                                crate::sleep::sleep(wait).await;
                             }
-                            // Past u32::MAX attempts there is no number for the next one.
-                            match attempt.checked_add(1) {
-                                Some(next) => attempt = next,
-                                None => break,
+                            let first = index == 0 && attempt == 1 && wait.is_zero();
+                            match self.cut(budget, first) {
+                                None => f(value).await,
+                                Some(Cut::Timeout(limit)) => crate::sleep::timeout(limit, f(value))
+                                    .await
+                                    .unwrap_or_else(|_| Err(AttemptError::TimedOut(limit))),
+                                Some(Cut::Deadline(left)) => crate::sleep::timeout(left, f(value))
+                                    .await
+                                    .unwrap_or_else(|_| {
+                                        Err(AttemptError::DeadlineExceeded(
+                                            budget.map_or(left, |b| b.deadline),
+                                        ))
+                                    }),
                             }
                         }
-                        None => break,
+                        Err(why) => Err(AttemptError::NoPermit(why)),
                     },
+                };
+                match outcome {
+                    Ok(v) => {
+                        gate.success(pass);
+                        return Ok(v);
+                    }
+                    Err(e) => {
+                        let open = gate.failure(index, pass);
+                        match self.on_failure(&mut failures, index, attempt, e, open, budget) {
+                            Some(delay) => {
+                                if !delay.is_zero() {
+                                    crate::sleep::sleep(delay).await;
+                                }
+                                // Past u32::MAX attempts there is no number for the next one.
+                                match attempt.checked_add(1) {
+                                    Some(next) => attempt = next,
+                                    None => break,
+                                }
+                            }
+                            None => break,
+                        }
+                    }
                 }
             }
             if failures.ended_by_deadline().is_some() {
@@ -386,5 +659,63 @@ impl<P: ?Sized> Attempts<'_, P> {
         }
         self.on_all_failed(&failures);
         Err(failures)
+    }
+}
+
+/// Where [`Attempts::loop_async`] starts: its first attempt already failed (the no-fault path
+/// ran it inline), or has not run.
+pub(crate) enum Start<E> {
+    Failed(AttemptError<E>),
+    Fresh,
+}
+
+/// What lets an attempt on a fallback value through: nothing ([`NoGate`]) or the value's
+/// circuit breaker ([`BreakerGate`]). A type parameter, so that the plain loop carries no
+/// permit, no drop and no branch of the breakers.
+trait Gate: Copy {
+    type Pass;
+    /// The pass for an attempt on `index`, or `None` when its breaker is open.
+    fn enter(self, index: usize) -> Option<Self::Pass>;
+    fn success(self, pass: Self::Pass);
+    /// Books a failure; true when the breaker is open now.
+    fn failure(self, index: usize, pass: Self::Pass) -> bool;
+}
+
+#[derive(Clone, Copy)]
+struct NoGate;
+
+impl Gate for NoGate {
+    type Pass = ();
+    #[inline(always)]
+    fn enter(self, _: usize) -> Option<()> {
+        Some(())
+    }
+    #[inline(always)]
+    fn success(self, _: ()) {}
+    #[inline(always)]
+    fn failure(self, _: usize, _: ()) -> bool {
+        false
+    }
+}
+
+#[derive(Clone, Copy)]
+struct BreakerGate<'a> {
+    breakers: &'a Breakers,
+    metrics: Option<&'a Metrics>,
+}
+
+impl<'b> Gate for BreakerGate<'b> {
+    type Pass = BreakerPermit<'b>;
+    #[inline]
+    fn enter(self, index: usize) -> Option<BreakerPermit<'b>> {
+        self.breakers.get(index).acquire(self.metrics)
+    }
+    #[inline]
+    fn success(self, pass: BreakerPermit<'b>) {
+        pass.success();
+    }
+    fn failure(self, index: usize, pass: BreakerPermit<'b>) -> bool {
+        pass.failure();
+        self.breakers.get(index).state() == BreakerState::Open
     }
 }

@@ -51,6 +51,85 @@ pub trait RateLimiter: Send + Sync {
     fn acquire(&self) -> Acquire {
         Acquire::after(self.reserve())
     }
+
+    /// Like [`reserve`](RateLimiter::reserve), but may fail: a limiter whose state lives
+    /// elsewhere (a Redis server) reports that it could not hand out a permit, and the pipeline
+    /// fails that attempt with [`AttemptError::NoPermit`](crate::AttemptError::NoPermit).
+    /// The default never fails.
+    fn try_reserve(&self) -> Result<Duration, OperoError> {
+        Ok(self.reserve())
+    }
+
+    /// The async form of [`try_reserve`](RateLimiter::try_reserve), used by the async pipeline:
+    /// a limiter that needs the network overrides it so that no runtime thread blocks. The
+    /// default is ready at once with `try_reserve`'s answer and allocates nothing.
+    ///
+    /// ```
+    /// use opero_core::{RateLimiter, TokenBucket};
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// let bucket = TokenBucket::per_second(10.0).unwrap();
+    /// assert_eq!(bucket.reserve_async().await.unwrap(), Duration::ZERO);
+    /// assert_eq!(bucket.reserve_async().await.unwrap(), Duration::from_millis(100));
+    /// # }
+    /// ```
+    fn reserve_async(&self) -> Reservation<'_> {
+        Reservation::ready(self.try_reserve())
+    }
+}
+
+/// The future of [`RateLimiter::reserve_async`]: the wait before the permit is valid, or why
+/// there is none. Either ready at once (no allocation) or a boxed future of the limiter's.
+#[must_use = "a reservation does nothing until awaited"]
+pub struct Reservation<'a> {
+    state: ReservationState<'a>,
+}
+
+type BoxedReservation<'a> = Pin<Box<dyn Future<Output = Result<Duration, OperoError>> + Send + 'a>>;
+
+enum ReservationState<'a> {
+    Ready(Option<Result<Duration, OperoError>>),
+    Pending(BoxedReservation<'a>),
+}
+
+impl<'a> Reservation<'a> {
+    /// A reservation already decided.
+    pub fn ready(result: Result<Duration, OperoError>) -> Self {
+        Reservation {
+            state: ReservationState::Ready(Some(result)),
+        }
+    }
+
+    /// A reservation decided by `future`.
+    pub fn pending(future: impl Future<Output = Result<Duration, OperoError>> + Send + 'a) -> Self {
+        Reservation {
+            state: ReservationState::Pending(Box::pin(future)),
+        }
+    }
+}
+
+impl std::fmt::Debug for Reservation<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.state {
+            ReservationState::Ready(_) => "Reservation(ready)",
+            ReservationState::Pending(_) => "Reservation(pending)",
+        })
+    }
+}
+
+impl Future for Reservation<'_> {
+    type Output = Result<Duration, OperoError>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.state {
+            ReservationState::Ready(result) => Poll::Ready(
+                result
+                    .take()
+                    .expect("a Reservation polled after it completed"),
+            ),
+            ReservationState::Pending(future) => future.as_mut().poll(cx),
+        }
+    }
 }
 
 impl<R: RateLimiter + ?Sized> RateLimiter for &R {
@@ -59,6 +138,18 @@ impl<R: RateLimiter + ?Sized> RateLimiter for &R {
     }
     fn try_acquire(&self) -> bool {
         (**self).try_acquire()
+    }
+    fn acquire_blocking(&self) {
+        (**self).acquire_blocking()
+    }
+    fn acquire(&self) -> Acquire {
+        (**self).acquire()
+    }
+    fn try_reserve(&self) -> Result<Duration, OperoError> {
+        (**self).try_reserve()
+    }
+    fn reserve_async(&self) -> Reservation<'_> {
+        (**self).reserve_async()
     }
 }
 
@@ -69,6 +160,18 @@ impl<R: RateLimiter + ?Sized> RateLimiter for Box<R> {
     fn try_acquire(&self) -> bool {
         (**self).try_acquire()
     }
+    fn acquire_blocking(&self) {
+        (**self).acquire_blocking()
+    }
+    fn acquire(&self) -> Acquire {
+        (**self).acquire()
+    }
+    fn try_reserve(&self) -> Result<Duration, OperoError> {
+        (**self).try_reserve()
+    }
+    fn reserve_async(&self) -> Reservation<'_> {
+        (**self).reserve_async()
+    }
 }
 
 impl<R: RateLimiter + ?Sized> RateLimiter for Arc<R> {
@@ -77,6 +180,18 @@ impl<R: RateLimiter + ?Sized> RateLimiter for Arc<R> {
     }
     fn try_acquire(&self) -> bool {
         (**self).try_acquire()
+    }
+    fn acquire_blocking(&self) {
+        (**self).acquire_blocking()
+    }
+    fn acquire(&self) -> Acquire {
+        (**self).acquire()
+    }
+    fn try_reserve(&self) -> Result<Duration, OperoError> {
+        (**self).try_reserve()
+    }
+    fn reserve_async(&self) -> Reservation<'_> {
+        (**self).reserve_async()
     }
 }
 

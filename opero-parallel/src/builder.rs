@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use opero_core::{
-    Backoff, BuildCache, CacheConfig, CacheSwitch, Fallbacks, FunctionId, Jitter, KeyFn,
-    OperoBuilder, OperoError, RateLimitConfig, RateLimiter, StableKey,
+    Backoff, BreakerConfig, BuildCache, CacheConfig, CacheSwitch, Fallbacks, FunctionId, Jitter,
+    KeyFn, OperoBuilder, OperoError, RateLimitConfig, RateLimiter, StableKey,
 };
 
 use crate::config::{check_scope, check_workers, Mode, OpmapConfig, RateLimitScope};
@@ -146,6 +146,16 @@ impl<C, K, P> OpmapBuilder<C, K, P> {
         /// Each item's time budget across its fallback values and retries (see
         /// [`OperoBuilder::deadline`]). Default: none.
         deadline(deadline: Duration);
+        /// One circuit breaker per fallback value, shared by every worker: see
+        /// [`OperoBuilder::circuit_breaker`]. Default: none.
+        circuit_breaker(breaker: BreakerConfig);
+        /// At most `max_concurrent` items' calls in flight, `max_queue` more waiting: see
+        /// [`OperoBuilder::bulkhead`]. Default: no limit beyond `workers`.
+        bulkhead(max_concurrent: usize, max_queue: usize);
+        /// Hedging of each item's attempts, for async functions (`wrap_async`,
+        /// `wrap_process_async`); refused by name when a blocking map is built. See
+        /// [`OperoBuilder::hedge`]. Default: none.
+        hedge(delay: Duration, max_hedges: u32);
     }
 
     /// Names the per-item function for its cache keys. Needed to cache a function that does not
@@ -162,6 +172,13 @@ impl<C, K, P> OpmapBuilder<C, K, P> {
     pub fn rate_limiter(mut self, limiter: Arc<dyn RateLimiter>) -> Self {
         self.opero = self.opero.rate_limiter(limiter);
         self.limiter_passed_in = true;
+        self
+    }
+
+    /// Builds the limiter of a config whose `rate_limit.backend` is not `"local"`; see
+    /// [`OperoBuilder::rate_limiter_backend`](opero_core::OperoBuilder::rate_limiter_backend).
+    pub fn rate_limiter_backend(mut self, build: opero_core::BuildLimiter) -> Self {
+        self.opero = self.opero.rate_limiter_backend(build);
         self
     }
 
@@ -205,6 +222,7 @@ impl<C, K, P> OpmapBuilder<C, K, P> {
             self.rate_limit_scope,
             self.opero.config().rate_limit.rate,
             self.limiter_passed_in,
+            &self.opero.config().rate_limit.backend,
         )?;
         if self.rate_limit_scope != RateLimitScope::PerWorker {
             return Ok((self, None));
@@ -354,7 +372,7 @@ impl<C, K, P> OpmapBuilder<C, K, P> {
         let opero = this.opero.build()?;
         let function = opero.wrapper_identity(function)?;
         Ok(Arc::new(Inner {
-            bare: opero.cache().is_none() && opero.rate_limiter().is_none(),
+            bare: opero.cache().is_none() && opero.rate_limiter().is_none() && !opero.guarded(),
             slots,
             opero,
             function,
@@ -387,10 +405,27 @@ impl<C, K, P> OpmapBuilder<C, K, P> {
         }
     }
 
+    /// Hedging runs two attempts of one item side by side, which a blocking call cannot.
+    fn refuse_hedge(&self) -> Result<(), OperoError> {
+        match self.opero.config().hedge {
+            None => Ok(()),
+            Some(hedge) => Err(OperoError::invalid_config(
+                "hedge",
+                format!("{:?} × {}", hedge.delay, hedge.max_hedges),
+                format!(
+                    "mode \"{}\" runs blocking calls, which cannot run two attempts side by \
+                     side: hedge an async function (wrap_async, wrap_process_async)",
+                    self.mode
+                ),
+            )),
+        }
+    }
+
     fn blocking_executor(&self) -> Result<AnyExecutor, OperoError> {
         check_workers(self.workers)?;
         self.opero.config().validate()?;
         self.refuse_attempt_timeout()?;
+        self.refuse_hedge()?;
         if let Some(timeout) = self.timeout {
             return Err(OperoError::invalid_config(
                 "timeout",
@@ -536,6 +571,9 @@ impl<C, K, P> OpmapBuilder<C, K, P> {
                 "`wrap_process_async` runs an async function in worker processes: pick \"async_process\" (or use `wrap`/`wrap_async` for the other modes)"
             };
             return Err(OperoError::invalid_config("mode", self.mode, hint));
+        }
+        if wanted == Mode::Process {
+            self.refuse_hedge()?;
         }
         if self.timeout == Some(Duration::ZERO) {
             return Err(OperoError::invalid_config(

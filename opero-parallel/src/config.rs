@@ -215,9 +215,18 @@ pub(crate) fn check_scope(
     scope: RateLimitScope,
     rate: Option<f64>,
     limiter_passed_in: bool,
+    backend: &str,
 ) -> Result<(), OperoError> {
     if scope != RateLimitScope::PerWorker {
         return Ok(());
+    }
+    if backend != opero_core::LOCAL_LIMITER {
+        return Err(OperoError::invalid_config(
+            "rate_limit_scope",
+            scope,
+            "a shared rate-limit backend (rate_limit.backend other than \"local\") is one limit \
+             for every process and cannot be split per worker",
+        ));
     }
     if limiter_passed_in {
         return Err(OperoError::invalid_config(
@@ -347,7 +356,12 @@ impl OpmapConfig {
                 "must be at least 1",
             ));
         }
-        check_scope(self.rate_limit_scope, self.opero.rate_limit.rate, false)
+        check_scope(
+            self.rate_limit_scope,
+            self.opero.rate_limit.rate,
+            false,
+            &self.opero.rate_limit.backend,
+        )
     }
 
     /// Parses and validates a JSON document, keeping the typed error of a bad value.

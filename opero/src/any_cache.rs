@@ -5,14 +5,17 @@ use std::time::Duration;
 #[cfg(feature = "disk")]
 use opero_cache_disk::DiskCache;
 use opero_cache_memory::MemoryCache;
+#[cfg(feature = "moka")]
+use opero_cache_memory::MokaCache;
 #[cfg(feature = "redis")]
 use opero_cache_redis::RedisCache;
 use opero_core::{
-    BuildCache, CacheBackend, CacheConfig, CacheKey, CacheValue, ErrorKind, OperoError,
+    BuildCache, CacheBackend, CacheConfig, CacheKey, CacheValue, ErrorKind, FlightLease,
+    FlightStart, OperoError,
 };
 
 /// A cache backend picked at run time by its name in [`CacheConfig::backend`]: `"memory"`, and
-/// `"disk"` or `"redis"` when the facade's cargo feature of that name is on.
+/// `"moka"`, `"disk"` or `"redis"` when the facade's cargo feature of that name is on.
 ///
 /// Asking for a backend whose feature is off is an error that names the feature to enable.
 ///
@@ -33,6 +36,9 @@ use opero_core::{
 pub enum AnyCache {
     /// [`MemoryCache`].
     Memory(MemoryCache),
+    /// [`MokaCache`](opero_cache_memory::MokaCache), with the `moka` feature.
+    #[cfg(feature = "moka")]
+    Moka(MokaCache),
     /// [`DiskCache`](opero_cache_disk::DiskCache), with the `disk` feature.
     #[cfg(feature = "disk")]
     Disk(DiskCache),
@@ -57,6 +63,10 @@ impl BuildCache for AnyCache {
     fn build(config: &CacheConfig) -> Result<Self, OperoError> {
         match config.backend.as_str() {
             "memory" => Ok(AnyCache::Memory(MemoryCache::build(config)?)),
+            #[cfg(feature = "moka")]
+            "moka" => Ok(AnyCache::Moka(MokaCache::build(config)?)),
+            #[cfg(not(feature = "moka"))]
+            "moka" => Err(feature_disabled("moka", "moka")),
             #[cfg(feature = "disk")]
             "disk" => Ok(AnyCache::Disk(DiskCache::build(config)?)),
             #[cfg(not(feature = "disk"))]
@@ -68,7 +78,7 @@ impl BuildCache for AnyCache {
             other => Err(OperoError::invalid_config(
                 "cache.backend",
                 other,
-                "unknown cache backend; known: \"memory\", \"disk\", \"redis\"",
+                "unknown cache backend; known: \"memory\", \"moka\", \"disk\", \"redis\"",
             )
             .with_kind(ErrorKind::UnknownBackend)),
         }
@@ -79,6 +89,8 @@ macro_rules! dispatch {
     ($self:ident, $c:ident => $e:expr) => {
         match $self {
             AnyCache::Memory($c) => $e,
+            #[cfg(feature = "moka")]
+            AnyCache::Moka($c) => $e,
             #[cfg(feature = "disk")]
             AnyCache::Disk($c) => $e,
             #[cfg(feature = "redis")]
@@ -128,5 +140,25 @@ impl CacheBackend for AnyCache {
 
     async fn clear_async(&self, namespace: &str) -> Result<(), OperoError> {
         dispatch!(self, c => c.clear_async(namespace).await)
+    }
+
+    fn flight_begin(&self, key: &CacheKey<'_>) -> Result<FlightStart, OperoError> {
+        dispatch!(self, c => c.flight_begin(key))
+    }
+
+    fn flight_end(&self, key: &CacheKey<'_>, lease: FlightLease) -> Result<(), OperoError> {
+        dispatch!(self, c => c.flight_end(key, lease))
+    }
+
+    async fn flight_begin_async(&self, key: &CacheKey<'_>) -> Result<FlightStart, OperoError> {
+        dispatch!(self, c => c.flight_begin_async(key).await)
+    }
+
+    async fn flight_end_async(
+        &self,
+        key: &CacheKey<'_>,
+        lease: FlightLease,
+    ) -> Result<(), OperoError> {
+        dispatch!(self, c => c.flight_end_async(key, lease).await)
     }
 }

@@ -4,6 +4,7 @@
 // The explicit `+ Send` futures keep `AnyCache`'s async methods as the trait declares them.
 #[allow(clippy::manual_async_fn)]
 mod any_cache;
+mod any_limiter;
 
 #[doc(hidden)]
 #[path = "private.rs"]
@@ -16,27 +17,42 @@ mod attributes;
 pub use attributes::*;
 
 pub use any_cache::AnyCache;
+pub use any_limiter::build_rate_limiter;
 #[cfg(feature = "disk")]
 #[cfg_attr(docsrs, doc(cfg(feature = "disk")))]
 pub use opero_cache_disk::DiskCache;
 pub use opero_cache_memory::MemoryCache;
+#[cfg(feature = "moka")]
+#[cfg_attr(docsrs, doc(cfg(feature = "moka")))]
+pub use opero_cache_memory::MokaCache;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use opero_cache_redis::{RedisCache, RedisOptions};
+pub use opero_cache_redis::{
+    Permit, PermitSource, RedisCache, RedisDown, RedisLimiterOptions, RedisLimiterStats,
+    RedisOptions, RedisRateLimiter,
+};
 pub use opero_core::{
-    layers, AllFailedError, Attempt, AttemptError, Backoff, BuildCache, CacheBackend, CacheConfig,
-    CacheFor, CacheKey, CacheSwitch, CacheValue, Codec, Decoded, ErrorKind, Fallbacks, FunctionId,
-    FunctionLabel, Header, Jitter, KeyFn, Metrics, MetricsSnapshot, NoCache, OperoBuilder,
-    OperoConfig, OperoError, RateLimitConfig, RateLimiter, RetryConfig, RetryOn, RetryPolicy,
-    RetryPredicate, StableKey, TokenBucket, Wrapped, WrappedAsync, HEADER_LEN, MAX_DECODE_DEPTH,
+    layers, AllFailedError, Attempt, AttemptError, Backoff, BuildCache, BuildLimiter, CacheBackend,
+    CacheConfig, CacheFor, CacheKey, CacheSwitch, CacheValue, Codec, Decoded, ErrorKind, Fallbacks,
+    FlightLease, FlightStart, FunctionId, FunctionLabel, Header, Jitter, KeyFn, Metrics,
+    MetricsSnapshot, NoCache, OperoBuilder, OperoConfig, OperoError, RateLimitConfig, RateLimiter,
+    Reservation, RetryConfig, RetryOn, RetryPolicy, RetryPredicate, SigningKey, StableKey,
+    TokenBucket, Wrapped, WrappedAsync, HEADER_LEN, MAX_DECODE_DEPTH, SIGNED_HEADER_LEN,
 };
 pub use opero_core::{timeout, Elapsed, MAX_RATE};
 pub use opero_core::{AcceptOk, CustomPolicy, NoHint, OkCheck, OkPolicy, RetryHint};
+pub use opero_core::{
+    BreakerConfig, BreakerPermit, BreakerState, Bulkhead, BulkheadConfig, BulkheadFull,
+    BulkheadPermit, CircuitBreaker, HedgeConfig,
+};
 
 /// The cache backends, each behind its cargo feature (the memory one is always there).
 pub mod cache {
     pub use crate::any_cache::AnyCache;
     pub use opero_cache_memory::MemoryCache;
+    #[cfg(feature = "moka")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "moka")))]
+    pub use opero_cache_memory::MokaCache;
     pub use opero_core::{Codec, NoCache};
 
     #[cfg(feature = "disk")]
@@ -87,7 +103,7 @@ pub type Opero<C = AnyCache, K = StableKey, P = Backoff> = opero_core::Opero<C, 
 /// ```
 pub fn opero() -> OperoBuilder<NoCache<AnyCache>> {
     // No cache type until `.cache(..)`: values and arguments need no serde bounds until then.
-    opero_core::Opero::<NoCache<AnyCache>>::builder()
+    opero_core::Opero::<NoCache<AnyCache>>::builder().rate_limiter_backend(build_rate_limiter)
 }
 
 /// `opmap`: one pipeline applied to every item of an iterable, `workers` at a time, with one
@@ -140,5 +156,5 @@ pub use opero_parallel::{
 #[cfg(feature = "parallel")]
 #[cfg_attr(docsrs, doc(cfg(feature = "parallel")))]
 pub fn opmap() -> OpmapBuilder<NoCache<AnyCache>> {
-    OpmapBuilder::new()
+    OpmapBuilder::new().rate_limiter_backend(build_rate_limiter)
 }

@@ -1,9 +1,13 @@
-//! Shared helpers of opero's integration tests: the backend [`conformance`] suite and a real
-//! [`RedisServer`].
+//! Shared helpers of opero's integration tests: the backend [`conformance`] suite, checks of
+//! single-flight across processes ([`flight`]), a real [`RedisServer`] and a real
+//! [`RedisCluster`].
 
 pub mod conformance;
+pub mod flight;
+mod redis_cluster;
 mod redis_server;
 
+pub use redis_cluster::RedisCluster;
 pub use redis_server::RedisServer;
 
 /// Retry settings without waiting, for tests that count attempts rather than time them.

@@ -95,7 +95,7 @@ fn a_sync_call_is_refused_without_running_the_function() {
     assert_eq!(calls, 0);
     assert_eq!(err.len(), 1);
     match &err.attempts()[0].error {
-        AttemptError::Refused { field, .. } => assert_eq!(*field, "retry.attempt_timeout"),
+        AttemptError::Unsupported { field, .. } => assert_eq!(*field, "retry.attempt_timeout"),
         other => panic!("expected a refusal, got {other:?}"),
     }
     assert!(err.to_string().contains("retry.attempt_timeout"), "{err}");

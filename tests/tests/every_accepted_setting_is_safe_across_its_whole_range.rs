@@ -162,7 +162,12 @@ fn any_config() -> impl Strategy<Value = OperoConfig> {
                     ttl,
                     ..CacheConfig::default()
                 },
-                rate_limit: RateLimitConfig { rate, burst },
+                rate_limit: RateLimitConfig {
+                    rate,
+                    burst,
+                    ..Default::default()
+                },
+                ..OperoConfig::default()
             },
         )
 }

@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use opero::{AnyCache, BuildCache, CacheBackend, CacheConfig, Codec, DiskCache, MemoryCache};
+use opero::{
+    AnyCache, BuildCache, CacheBackend, CacheConfig, Codec, DiskCache, MemoryCache, MokaCache,
+};
 use opero::{RedisCache, RedisOptions};
 use opero_tests::{conformance, RedisServer};
 
@@ -14,6 +16,23 @@ fn memory_cache_sync() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_cache_async() {
     conformance::run_async(Arc::new(MemoryCache::default())).await;
+}
+
+#[test]
+fn moka_cache_sync() {
+    conformance::run_sync(Arc::new(MokaCache::default()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moka_cache_async() {
+    conformance::run_async(Arc::new(MokaCache::default())).await;
+}
+
+#[test]
+fn moka_is_chosen_by_name() {
+    let cache = AnyCache::build(&CacheConfig::enabled("moka")).unwrap();
+    assert!(matches!(cache, AnyCache::Moka(_)));
+    conformance::run_sync(Arc::new(cache));
 }
 
 #[test]

@@ -142,3 +142,23 @@ fn valid_settings_take_effect_and_round_trip() {
         .unwrap_err();
     assert_eq!(err.ended_by_deadline(), Some(Duration::from_secs(1)));
 }
+
+#[test]
+fn a_deadline_or_attempt_timeout_beside_hedging_is_refused_by_name() {
+    let err = Opero::<NoCache>::builder()
+        .deadline(Duration::from_secs(1))
+        .hedge(Duration::from_millis(50), 1)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), Some("retry.deadline"));
+    let err = Opero::<NoCache>::builder()
+        .attempt_timeout(Duration::from_secs(1))
+        .hedge(Duration::from_millis(50), 1)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), Some("retry.attempt_timeout"));
+    assert_eq!(
+        json_field(r#"{"retry": {"deadline": "1s"}, "hedge": {"delay": "50ms", "max_hedges": 1}}"#),
+        Some("retry.deadline")
+    );
+}

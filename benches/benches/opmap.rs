@@ -4,7 +4,10 @@
 //!   pool of the same size (target: at most 1.3x);
 //! - `async` mode over 10,000 items that sleep 10 ms, 100 in flight, vs
 //!   `futures::stream::iter(..).buffered(100)` (target: at most 1.05x) and the ideal 1.0 s;
-//! - `thread` mode vs a plain pool of scoped threads pulling indices from an atomic counter.
+//! - `thread` mode over 100,000 trivial items on 2 workers vs a bare pool of 2 std threads
+//!   claiming indices from an atomic counter and writing into a pre-sized `Vec` (target: at most
+//!   1.2x), the same from 10^3 to 10^6 items (target: flat per-item cost), and 200 items that
+//!   sleep 1 ms on 8 workers vs a plain pool.
 //!
 //! Both sides map the same fallible function and produce the same `Result` per item; outputs are
 //! dropped outside the timed part on both sides.
@@ -13,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use futures::StreamExt;
 use opero::{opmap, Mode};
 use rayon::prelude::*;
@@ -119,8 +122,43 @@ fn plain_pool<T: Sync, R: Send>(items: &[T], workers: usize, f: impl Fn(&T) -> R
     parts.into_iter().map(|(_, r)| r).collect()
 }
 
+/// The bare pool of the peer row: `workers` std threads, each claiming the next index
+/// from an atomic counter and writing its output into that index of a pre-sized `Vec`.
+#[allow(unsafe_code)]
+fn bare_pool<T: Sync, R: Send>(items: &[T], workers: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    struct Out<R>(*mut R);
+    // SAFETY: each index is written by one thread, once (the counter hands it out once).
+    unsafe impl<R: Send> Sync for Out<R> {}
+    impl<R> Out<R> {
+        fn at(&self, i: usize) -> *mut R {
+            // SAFETY: callers pass `i < len <= capacity`.
+            unsafe { self.0.add(i) }
+        }
+    }
+    let mut out: Vec<R> = Vec::with_capacity(items.len());
+    let slots = Out(out.as_mut_ptr());
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        let work = || loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(item) = items.get(i) else { break };
+            // SAFETY: `i < items.len()`, handed out once.
+            unsafe { slots.at(i).write(f(item)) };
+        };
+        for _ in 1..workers {
+            s.spawn(work);
+        }
+        work();
+    });
+    // SAFETY: every index below `len` was written before the scope joined.
+    unsafe { out.set_len(items.len()) };
+    out
+}
+
 fn thread_mode(c: &mut Criterion) {
-    const WORKERS: usize = 4;
+    // The row: 100,000 trivial items on 2 workers, opero's ordered `call` vs the bare
+    // pool (target: at most 1.2x).
+    const WORKERS: usize = 2;
     let map = opmap()
         .mode(Mode::Thread)
         .workers(WORKERS)
@@ -129,16 +167,37 @@ fn thread_mode(c: &mut Criterion) {
         .unwrap();
     let items: Vec<u64> = (0..100_000).collect();
     let mut group = c.benchmark_group("opmap_thread_100k_trivial");
-    group.bench_function("plain_thread_pool", |b| {
+    group.bench_function("bare_pool_atomic_index_2", |b| {
         b.iter_batched(
             || (),
-            |()| plain_pool(&items, WORKERS, trivial),
+            |()| bare_pool(&items, WORKERS, trivial),
             BatchSize::LargeInput,
         )
     });
-    group.bench_function("opero_opmap_thread", |b| {
+    group.bench_function("opero_opmap_thread_2", |b| {
         b.iter_batched(|| items.clone(), |v| map.call(v), BatchSize::LargeInput)
     });
+    group.finish();
+
+    // Growth: per-item cost from 10^3 to 10^6 items (criterion's elements/s; per-item ns is the
+    // time over the count).
+    let mut group = c.benchmark_group("opmap_thread_growth_trivial");
+    for n in [1_000u64, 10_000, 100_000, 1_000_000] {
+        let items: Vec<u64> = (0..n).collect();
+        group.throughput(Throughput::Elements(n));
+        group.bench_with_input(BenchmarkId::new("bare_pool_2", n), &items, |b, items| {
+            b.iter_batched(
+                || (),
+                |()| bare_pool(items, WORKERS, trivial),
+                BatchSize::LargeInput,
+            )
+        });
+        group.bench_with_input(
+            BenchmarkId::new("opero_opmap_thread_2", n),
+            &items,
+            |b, items| b.iter_batched(|| items.clone(), |v| map.call(v), BatchSize::LargeInput),
+        );
+    }
     group.finish();
 
     let blocking = |x: &u64| {

@@ -57,6 +57,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod builder;
+mod claims;
 mod config;
 mod executor;
 #[cfg(feature = "process")]

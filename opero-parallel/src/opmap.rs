@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt::{self, Display};
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 
@@ -345,9 +346,11 @@ where
     }
 
     /// Streams the results as they come, pulling items from `items` only as workers free up, so
-    /// that inputs too large to hold can be mapped: at most `2 × workers` items are taken and not
-    /// yet handed out at any time. In input order when `ordered` (a slow item then holds the ones
-    /// after it back), else in completion order.
+    /// that inputs too large to hold can be mapped: at most `2 × workers` items are started and
+    /// not yet handed out at any time (in `thread` mode each worker may also hold a chunk taken
+    /// from the input and not started, at most 1,024 items and one while items are slow). In input
+    /// order when `ordered` (a slow item then holds the ones after it back), else in completion
+    /// order.
     ///
     /// The map runs on a thread of its own; dropping the iterator stops it from taking new items
     /// (those already running finish in the background). An error only when that thread cannot
@@ -381,12 +384,12 @@ where
     {
         let inner = Arc::clone(&self.inner);
         let window = inner.executor.workers().saturating_mul(2);
-        let gate = Arc::new(Gate::default());
+        let gate = Arc::new(Gate::new(window));
         let items = Gated {
             items: items.into_iter(),
             gate: Arc::clone(&gate),
-            window,
         };
+        let turns = Arc::clone(&gate);
         let (sender, receiver) = mpsc::channel();
         let ordered = inner.ordered;
         std::thread::Builder::new()
@@ -397,6 +400,10 @@ where
                 let progress = Progress::start(inner.progress, len);
                 let progress = progress.as_ref();
                 inner.executor.for_each(items, |index, item| {
+                    // Workers take items in chunks; the window is kept where an item starts.
+                    if !turns.wait_turn(index) {
+                        return;
+                    }
                     let result = inner.run_item(&item);
                     done(progress, result.is_ok());
                     // The receiver is gone when the caller dropped the iterator; nothing to do.
@@ -431,57 +438,71 @@ fn exact_len<It: Iterator>(items: &It) -> Option<usize> {
 
 // ===== the streaming iterator =====
 
-/// Counts items taken from the input and handed to the caller, so that workers stop taking while
-/// `window` items are out.
-#[derive(Default)]
+/// Counts the results handed to the caller, so that no item starts while `window` items before
+/// it are out: item `i` starts only once `i < handed_out + window`.
+///
+/// The window is kept where an item starts, not where it is taken from the input: executors take
+/// items in chunks, and a worker blocked while taking would hold unstarted items the caller waits
+/// for. Started this way, the lowest waiting item always has every item before it started, so it
+/// is let through once the caller has taken those.
 struct Gate {
-    state: Mutex<GateState>,
+    handed_out: Mutex<usize>,
     changed: Condvar,
-}
-
-#[derive(Default)]
-struct GateState {
-    taken: usize,
-    handed_out: usize,
-    cancelled: bool,
+    cancelled: AtomicBool,
+    window: usize,
 }
 
 impl Gate {
+    fn new(window: usize) -> Self {
+        Gate {
+            handed_out: Mutex::new(0),
+            changed: Condvar::new(),
+            cancelled: AtomicBool::new(false),
+            window: window.max(1),
+        }
+    }
+
     fn handed_out(&self) {
-        lock(&self.state).handed_out += 1;
+        *lock(&self.handed_out) += 1;
         self.changed.notify_all();
     }
 
     fn cancel(&self) {
-        lock(&self.state).cancelled = true;
+        self.cancelled.store(true, Ordering::SeqCst);
+        // Taken between the store and the wake-up, so that no waiter checks the flag before the
+        // store and sleeps after the wake-up.
+        drop(lock(&self.handed_out));
         self.changed.notify_all();
+    }
+
+    /// Blocks until item `index` may start; false when the caller dropped the iterator.
+    fn wait_turn(&self, index: usize) -> bool {
+        let mut handed_out = lock(&self.handed_out);
+        while !self.cancelled.load(Ordering::SeqCst)
+            && index >= handed_out.saturating_add(self.window)
+        {
+            handed_out = self
+                .changed
+                .wait(handed_out)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        !self.cancelled.load(Ordering::SeqCst)
     }
 }
 
-/// The input of a stream, which blocks the worker taking an item while the window is full.
+/// The input of a stream, which ends when the caller dropped the iterator.
 struct Gated<It> {
     items: It,
     gate: Arc<Gate>,
-    window: usize,
 }
 
 impl<It: Iterator> Iterator for Gated<It> {
     type Item = It::Item;
 
     fn next(&mut self) -> Option<It::Item> {
-        let mut state = lock(&self.gate.state);
-        while !state.cancelled && state.taken - state.handed_out >= self.window {
-            state = self
-                .gate
-                .changed
-                .wait(state)
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-        }
-        if state.cancelled {
+        if self.gate.cancelled.load(Ordering::Relaxed) {
             return None;
         }
-        state.taken += 1;
-        drop(state);
         self.items.next()
     }
 

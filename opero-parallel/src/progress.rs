@@ -60,10 +60,20 @@ impl TermLike for SharedTerm {
     }
 }
 
+/// How often the bar is told of the items done since it was last told: items are counted in an
+/// atomic and handed to the bar in batches, which keeps the bar's own clock reads and locks off
+/// the per-item path of a map of fast items.
+const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// A live bar; dropped when the map ends.
 pub(crate) struct Progress {
     bar: Bar,
     failures: AtomicU64,
+    /// Items done and not yet on the bar.
+    pending: AtomicU64,
+    /// When the bar was last told, in nanoseconds since `epoch`.
+    flushed_at: AtomicU64,
+    epoch: std::time::Instant,
 }
 
 impl Progress {
@@ -112,34 +122,54 @@ impl Progress {
         Progress {
             bar,
             failures: AtomicU64::new(0),
+            pending: AtomicU64::new(0),
+            flushed_at: AtomicU64::new(0),
+            epoch: std::time::Instant::now(),
         }
     }
 
-    /// Books one finished item.
+    /// Books one finished item: on the bar at once when it failed, else with the next batch.
     pub(crate) fn item_done(&self, ok: bool) {
-        let message = (!ok).then(|| {
+        self.pending.fetch_add(1, Ordering::Relaxed);
+        if !ok {
             let failed = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
-            format!("{failed} failed")
-        });
+            self.flush();
+            let message = format!("{failed} failed");
+            match &self.bar {
+                Bar::Own(bar, _) => bar.set_message(message),
+                Bar::Span(span) => span.pb_set_message(&message),
+            }
+            return;
+        }
+        let now = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let last = self.flushed_at.load(Ordering::Relaxed);
+        // One worker wins each flush; the others keep counting.
+        if now.saturating_sub(last) >= FLUSH_EVERY.as_nanos() as u64
+            && self
+                .flushed_at
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.flush();
+        }
+    }
+
+    /// Hands the items counted so far to the bar.
+    fn flush(&self) {
+        let done = self.pending.swap(0, Ordering::Relaxed);
+        if done == 0 {
+            return;
+        }
         match &self.bar {
-            Bar::Own(bar, _) => {
-                bar.inc(1);
-                if let Some(m) = message {
-                    bar.set_message(m);
-                }
-            }
-            Bar::Span(span) => {
-                span.pb_inc(1);
-                if let Some(m) = message {
-                    span.pb_set_message(&m);
-                }
-            }
+            Bar::Own(bar, _) => bar.inc(done),
+            Bar::Span(span) => span.pb_inc(done),
         }
     }
 }
 
 impl Drop for Progress {
     fn drop(&mut self) {
+        self.flush();
         if let Bar::Own(bar, term) = &self.bar {
             bar.finish();
             // The last frame stays on screen; the next output starts on a line of its own.

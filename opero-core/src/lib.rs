@@ -63,7 +63,7 @@ pub use config::{parse_document, unknown_key};
 pub use error::{AllFailedError, Attempt, AttemptError, ErrorKind, OperoError};
 pub use executor::{AsyncExecutor, Executor, UnitHandle, UnitLost};
 pub use key::{CacheKey, FunctionId, FunctionLabel, KeyFn, StableKey};
-pub use metrics::{Metrics, MetricsSnapshot};
+pub use metrics::{metric_names, Metrics, MetricsSnapshot};
 pub use opero::{Fallbacks, Opero, OperoBuilder, Wrapped, WrappedAsync};
 pub use rate_limit::{Acquire, BucketClock, RateLimiter, TokenBucket};
 pub use retry::{Backoff, Jitter, RetryOn, RetryPolicy, RetryPredicate};

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use crate::error::{AllFailedError, AttemptError};
-use crate::metrics::Metrics;
+use crate::metrics::Counters;
 use crate::rate_limit::RateLimiter;
 use crate::retry::RetryPolicy;
 
@@ -15,7 +15,7 @@ use crate::retry::RetryPolicy;
 pub(crate) struct Attempts<'a, P: ?Sized> {
     pub(crate) policy: &'a P,
     pub(crate) limiter: Option<&'a dyn RateLimiter>,
-    pub(crate) metrics: Option<&'a Metrics>,
+    pub(crate) metrics: Option<Counters<'a>>,
 }
 
 impl<P: ?Sized> Attempts<'_, P> {
@@ -133,7 +133,12 @@ impl<P: ?Sized> Attempts<'_, P> {
                 if !wait.is_zero() {
                     std::thread::sleep(wait);
                 }
-                match f(value) {
+                let timer = self.metrics.map(|m| m.attempt());
+                let result = f(value);
+                if let Some(timer) = timer {
+                    timer.finish(self.metrics);
+                }
+                match result {
                     Ok(v) => return Ok(v),
                     Err(e) => match self.on_failure(&mut failures, index, attempt, e) {
                         Some(delay) => {
@@ -179,7 +184,12 @@ impl<P: ?Sized> Attempts<'_, P> {
                 if !wait.is_zero() {
                     crate::sleep::sleep(wait).await;
                 }
-                match f(value).await {
+                let timer = self.metrics.map(|m| m.attempt());
+                let result = f(value).await;
+                if let Some(timer) = timer {
+                    timer.finish(self.metrics);
+                }
+                match result {
                     Ok(v) => return Ok(v),
                     Err(e) => match self.on_failure(&mut failures, index, attempt, e) {
                         Some(delay) => {

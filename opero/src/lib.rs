@@ -30,7 +30,7 @@ pub use opero_core::{
     OperoConfig, OperoError, RateLimitConfig, RateLimiter, RetryConfig, RetryOn, RetryPolicy,
     RetryPredicate, StableKey, TokenBucket, Wrapped, WrappedAsync, HEADER_LEN, MAX_DECODE_DEPTH,
 };
-pub use opero_core::{timeout, Elapsed, MAX_RATE};
+pub use opero_core::{metric_names, timeout, Elapsed, MAX_RATE};
 
 /// The cache backends, each behind its cargo feature (the memory one is always there).
 pub mod cache {

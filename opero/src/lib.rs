@@ -32,6 +32,20 @@ pub use opero_core::{
 };
 pub use opero_core::{metric_names, timeout, Elapsed, MAX_RATE};
 
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub mod tower;
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub use crate::tower::{OperoLayer, OperoService};
+
+#[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+pub mod reqwest;
+#[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+//REQ
+
 /// The cache backends, each behind its cargo feature (the memory one is always there).
 pub mod cache {
     pub use crate::any_cache::AnyCache;

@@ -44,7 +44,7 @@ pub use crate::tower::{OperoLayer, OperoService};
 pub mod reqwest;
 #[cfg(feature = "reqwest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
-//REQ
+pub use crate::reqwest::OperoMiddleware;
 
 /// The cache backends, each behind its cargo feature (the memory one is always there).
 pub mod cache {

@@ -2,6 +2,7 @@
 //! [`RedisServer`].
 
 pub mod conformance;
+pub mod http_server;
 mod redis_server;
 
 pub use redis_server::RedisServer;

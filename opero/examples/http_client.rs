@@ -36,7 +36,9 @@ fn base_urls(dead: &str, flaky: &str) -> Vec<String> {
 
 /// A server on a loopback port that answers 503 (Retry-After: 1), then 429, then 200 forever.
 async fn flaky_server() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
     let url = format!("http://{}", listener.local_addr().expect("local addr"));
     let served = Arc::new(AtomicUsize::new(0));
     tokio::spawn(async move {
@@ -65,7 +67,9 @@ async fn flaky_server() -> String {
 
 /// A loopback URL on which nothing listens.
 async fn dead_url() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
     format!("http://{}", listener.local_addr().expect("local addr"))
 }
 

@@ -189,10 +189,12 @@ pub(crate) enum Event {
 }
 
 /// The start of one attempt: an instant with the `metrics` feature, nothing without it.
+/// The instant is quanta's (the CPU's timestamp counter where reliable): on virtual machines the
+/// OS clock can cost a system call per read, two per attempt.
 #[must_use]
 pub(crate) struct AttemptTimer {
     #[cfg(feature = "metrics")]
-    started: std::time::Instant,
+    started: quanta::Instant,
 }
 
 impl AttemptTimer {
@@ -200,7 +202,7 @@ impl AttemptTimer {
     fn start() -> Self {
         AttemptTimer {
             #[cfg(feature = "metrics")]
-            started: std::time::Instant::now(),
+            started: quanta::Instant::now(),
         }
     }
 

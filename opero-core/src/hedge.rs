@@ -251,7 +251,7 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
                         values_started - 1
                     };
                     if let Some(m) = self.metrics {
-                        m.hedge();
+                        m.counters.hedge();
                     }
                     tracing::info!(target: "opero", fallback_index = index, hedge = hedges, "hedge started");
                     next = Some(index);

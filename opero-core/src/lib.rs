@@ -83,7 +83,7 @@ pub use error::{AllFailedError, Attempt, AttemptError, ErrorKind, OperoError};
 pub use executor::{AsyncExecutor, Executor, UnitHandle, UnitLost};
 pub use hedge::HedgeConfig;
 pub use key::{namespace_fingerprint, CacheKey, FunctionId, FunctionLabel, KeyFn, StableKey};
-pub use metrics::{Metrics, MetricsSnapshot};
+pub use metrics::{metric_names, Metrics, MetricsSnapshot};
 pub use opero::{BuildLimiter, Fallbacks, Opero, OperoBuilder, Wrapped, WrappedAsync};
 pub use rate_limit::{Acquire, BucketClock, RateLimiter, Reservation, TokenBucket};
 pub use retry::{

@@ -17,7 +17,7 @@ use crate::error::{AllFailedError, AttemptError, OperoError};
 use crate::flight::{Flights, Join};
 use crate::hedge::HedgeConfig;
 use crate::key::{CacheKey, FunctionId, KeyFn, StableKey};
-use crate::metrics::{Metrics, MetricsSnapshot};
+use crate::metrics::{Counters, Metrics, MetricsSnapshot};
 use crate::pipeline::{Attempts, Guards, Limits};
 use crate::rate_limit::{RateLimiter, TokenBucket};
 use crate::retry::{Backoff, CustomPolicy, Jitter, OkPolicy, RetryPolicy};
@@ -351,11 +351,20 @@ impl<C, K, P> Opero<C, K, P> {
         }
     }
 
+    /// The pipeline's counters under this clone's name.
+    #[inline(always)]
+    fn counters(&self) -> Counters<'_> {
+        Counters {
+            counters: &self.shared.metrics,
+            pipeline: self.name.as_ref().map(|n| &n.text),
+        }
+    }
+
     fn attempts(&self) -> Attempts<'_, P> {
         Attempts {
             policy: &self.shared.policy,
             limiter: self.shared.limiter.as_deref(),
-            metrics: Some(&self.shared.metrics),
+            metrics: Some(self.counters()),
             limits: self.shared.limits,
             guards: self.shared.guards.as_deref(),
         }
@@ -572,6 +581,7 @@ where
         P: RetryPolicy<E>,
         E: Display,
     {
+        self.counters().call();
         // Inlined up to here, so that an uncached, unguarded call costs the bare attempt loop.
         if self.shared.plain {
             return self.attempts().run_sync_unguarded(values, |v| f(args, v));
@@ -655,7 +665,7 @@ where
         match self.shared.flights.join(key.hash) {
             Join::Follower(flight) => {
                 if let Some(value) = flight.wait().and_then(|v| C::unshare(&*v)) {
-                    self.shared.metrics.coalesced();
+                    self.counters().coalesced();
                     return Ok(value);
                 }
                 // The leader produced no value: errors are not shared, so this caller runs its own.
@@ -666,7 +676,7 @@ where
                 // by now (it stores before it ends its flight), so one more lookup closes the gap.
                 if backend_up {
                     if let Ok(Some(hit)) = cache.lookup(&key) {
-                        self.shared.metrics.coalesced();
+                        self.counters().coalesced();
                         guard.finish_with(|| Some(C::share(&hit)));
                         return Ok(hit);
                     }
@@ -714,6 +724,7 @@ where
         P: RetryPolicy<E>,
         E: Display,
     {
+        self.counters().call();
         self.attempts().run_sync(values, f)
     }
 
@@ -735,6 +746,7 @@ where
         E: Display + 'a,
         T: 'a,
     {
+        self.counters().call();
         match &self.shared.cache {
             // Without a cache the future is the bare attempt loop's. The cached path's state is
             // several times larger and goes to the heap, so that the uncached future every
@@ -797,7 +809,7 @@ where
             Join::Follower(flight) => {
                 let shared = flight.wait_async().await;
                 if let Some(value) = shared.and_then(|v| C::unshare(&*v)) {
-                    self.shared.metrics.coalesced();
+                    self.counters().coalesced();
                     return Ok(value);
                 }
                 None
@@ -805,7 +817,7 @@ where
             Join::Leader(guard) => {
                 if backend_up {
                     if let Ok(Some(hit)) = cache.lookup_async(&key).await {
-                        self.shared.metrics.coalesced();
+                        self.counters().coalesced();
                         guard.finish_with(|| Some(C::share(&hit)));
                         return Ok(hit);
                     }
@@ -865,6 +877,7 @@ where
         P: RetryPolicy<E>,
         E: Display,
     {
+        self.counters().call();
         self.attempts().run_async(values, f).await
     }
 
@@ -910,7 +923,7 @@ where
                 hash,
             }),
             Err(e) => {
-                self.shared.metrics.cache_error();
+                self.counters().cache_error();
                 tracing::warn!(target: "opero", error = %e, "cache key failed; running uncached");
                 None
             }
@@ -958,23 +971,23 @@ where
 
     #[cold]
     fn on_unidentified(&self, function: &FunctionId<'_>) {
-        self.shared.metrics.unidentified();
+        self.counters().unidentified();
         warn_once_unidentified(function);
     }
 
     fn on_hit(&self, key: &CacheKey<'_>) {
-        self.shared.metrics.cache_hit();
+        self.counters().cache_hit();
         tracing::debug!(target: "opero", namespace = key.namespace, function = %key.function, "cache hit");
     }
 
     fn on_miss(&self, key: &CacheKey<'_>) {
-        self.shared.metrics.cache_miss();
+        self.counters().cache_miss();
         tracing::debug!(target: "opero", namespace = key.namespace, function = %key.function, "cache miss");
     }
 
     #[cold]
     fn on_backend_error(&self, op: &'static str, key: &CacheKey<'_>, error: &OperoError) {
-        self.shared.metrics.cache_error();
+        self.counters().cache_error();
         tracing::warn!(
             target: "opero",
             op,

@@ -13,7 +13,7 @@ use crate::breaker::{BreakerPermit, BreakerState, Breakers};
 use crate::bulkhead::{Bulkhead, BulkheadPermit};
 use crate::error::{AllFailedError, AttemptError};
 use crate::hedge::HedgeConfig;
-use crate::metrics::Metrics;
+use crate::metrics::{Counters, Metrics};
 use crate::rate_limit::RateLimiter;
 use crate::retry::RetryPolicy;
 
@@ -83,7 +83,7 @@ fn no_permit(e: &crate::error::OperoError) -> String {
 pub(crate) struct Attempts<'a, P: ?Sized> {
     pub(crate) policy: &'a P,
     pub(crate) limiter: Option<&'a dyn RateLimiter>,
-    pub(crate) metrics: Option<&'a Metrics>,
+    pub(crate) metrics: Option<Counters<'a>>,
     pub(crate) guards: Option<&'a Guards>,
     pub(crate) limits: Limits,
 }
@@ -133,7 +133,7 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
             None => Ok(None),
             Some(breakers) => breakers
                 .get(index)
-                .acquire(self.metrics)
+                .acquire(self.metrics.map(|c| c.counters))
                 .map(Some)
                 .ok_or(()),
         }
@@ -154,7 +154,7 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
         match self.guards.and_then(|g| g.bulkhead.as_ref()) {
             None => Ok(None),
             Some(b) => b
-                .enter_blocking_counted(self.metrics)
+                .enter_blocking_counted(self.metrics.map(|c| c.counters))
                 .map(Some)
                 .map_err(|full| self.refused(full.into())),
         }
@@ -165,7 +165,7 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
         match self.guards.and_then(|g| g.bulkhead.as_ref()) {
             None => Ok(None),
             Some(b) => b
-                .enter_counted(self.metrics)
+                .enter_counted(self.metrics.map(|c| c.counters))
                 .await
                 .map(Some)
                 .map_err(|full| self.refused(full.into())),
@@ -422,7 +422,7 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
             Some(breakers) => self.loop_sync(
                 BreakerGate {
                     breakers,
-                    metrics: self.metrics,
+                    metrics: self.metrics.map(|c| c.counters),
                 },
                 values,
                 f,
@@ -470,7 +470,12 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
                             }
                             std::thread::sleep(wait);
                         }
-                        f(value)
+                        let timer = self.metrics.map(|m| m.attempt());
+                        let result = f(value);
+                        if let Some(timer) = timer {
+                            timer.finish(self.metrics);
+                        }
+                        result
                     }
                     Err(why) => Err(AttemptError::NoPermit(why)),
                 };
@@ -505,6 +510,17 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
         Err(failures)
     }
 
+    /// An attempt's future, timed for the `metrics` feature (free without it).
+    #[inline(always)]
+    async fn timed<F: Future>(&self, attempt: F) -> F::Output {
+        let timer = self.metrics.map(|m| m.attempt());
+        let result = attempt.await;
+        if let Some(timer) = timer {
+            timer.finish(self.metrics);
+        }
+        result
+    }
+
     /// The async twin of [`run_sync`](Self::run_sync): never blocks; sleeps on tokio's timer in a
     /// tokio runtime and on a timer thread under any other executor.
     ///
@@ -534,7 +550,7 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
             && self.limits.deadline.is_none()
             && self.limits.attempt_timeout.is_none();
         let start = match (values.first(), plain) {
-            (Some(first), true) => match f(first).await {
+            (Some(first), true) => match self.timed(f(first)).await {
                 Ok(v) => return Ok(v),
                 Err(e) => Start::Failed(e),
             },
@@ -565,7 +581,7 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
             Some(breakers) => {
                 let gate = BreakerGate {
                     breakers,
-                    metrics: self.metrics,
+                    metrics: self.metrics.map(|c| c.counters),
                 };
                 self.loop_async(gate, values, f, Start::Fresh).await
             }
@@ -614,17 +630,21 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
                             }
                             let first = index == 0 && attempt == 1 && wait.is_zero();
                             match self.cut(budget, first) {
-                                None => f(value).await,
-                                Some(Cut::Timeout(limit)) => crate::sleep::timeout(limit, f(value))
-                                    .await
-                                    .unwrap_or_else(|_| Err(AttemptError::TimedOut(limit))),
-                                Some(Cut::Deadline(left)) => crate::sleep::timeout(left, f(value))
-                                    .await
-                                    .unwrap_or_else(|_| {
-                                        Err(AttemptError::DeadlineExceeded(
-                                            budget.map_or(left, |b| b.deadline),
-                                        ))
-                                    }),
+                                None => self.timed(f(value)).await,
+                                Some(Cut::Timeout(limit)) => {
+                                    crate::sleep::timeout(limit, self.timed(f(value)))
+                                        .await
+                                        .unwrap_or_else(|_| Err(AttemptError::TimedOut(limit)))
+                                }
+                                Some(Cut::Deadline(left)) => {
+                                    crate::sleep::timeout(left, self.timed(f(value)))
+                                        .await
+                                        .unwrap_or_else(|_| {
+                                            Err(AttemptError::DeadlineExceeded(
+                                                budget.map_or(left, |b| b.deadline),
+                                            ))
+                                        })
+                                }
                             }
                         }
                         Err(why) => Err(AttemptError::NoPermit(why)),

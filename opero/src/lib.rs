@@ -39,12 +39,26 @@ pub use opero_core::{
     Reservation, RetryConfig, RetryOn, RetryPolicy, RetryPredicate, SigningKey, StableKey,
     TokenBucket, Wrapped, WrappedAsync, HEADER_LEN, MAX_DECODE_DEPTH, SIGNED_HEADER_LEN,
 };
-pub use opero_core::{timeout, Elapsed, MAX_RATE};
+pub use opero_core::{metric_names, timeout, Elapsed, MAX_RATE};
 pub use opero_core::{AcceptOk, CustomPolicy, NoHint, OkCheck, OkPolicy, RetryHint};
 pub use opero_core::{
     BreakerConfig, BreakerPermit, BreakerState, Bulkhead, BulkheadConfig, BulkheadFull,
     BulkheadPermit, CircuitBreaker, HedgeConfig,
 };
+
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub mod tower;
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub use crate::tower::{OperoLayer, OperoService};
+
+#[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+pub mod reqwest;
+#[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+pub use crate::reqwest::OperoMiddleware;
 
 /// The cache backends, each behind its cargo feature (the memory one is always there).
 pub mod cache {

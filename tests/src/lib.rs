@@ -4,6 +4,7 @@
 
 pub mod conformance;
 pub mod flight;
+pub mod http_server;
 mod redis_cluster;
 mod redis_server;
 

@@ -4,15 +4,13 @@
 use std::time::{Duration, Instant};
 
 use opero::{OperoConfig, RedisLimiterOptions, RedisRateLimiter};
-use opero_core::{RateLimitConfig, RateLimiter};
+use opero_core::RateLimitConfig;
 use opero_tests::RedisCluster;
 
 fn cluster_options(cluster: &RedisCluster, name: &str) -> RedisLimiterOptions {
-    RedisLimiterOptions {
-        url: cluster.urls().join(","),
-        cluster: true,
-        ..RedisLimiterOptions::new(cluster.urls()[0].clone(), name)
-    }
+    let mut options = RedisLimiterOptions::new(cluster.urls().join(","), name);
+    options.cluster = true;
+    options
 }
 
 #[test]
@@ -23,19 +21,30 @@ fn limiters_naming_one_limit_on_a_cluster_share_one_bucket() {
     let b = RedisRateLimiter::new(&config, cluster_options(&cluster, "cluster-shared")).unwrap();
     assert!(a.try_acquire_permit().unwrap());
     assert!(b.try_acquire_permit().unwrap(), "the burst holds two");
-    assert!(!a.try_acquire_permit().unwrap(), "the burst is spent for both");
+    assert!(
+        !a.try_acquire_permit().unwrap(),
+        "the burst is spent for both"
+    );
     assert!(!b.try_acquire_permit().unwrap());
     let other = RedisRateLimiter::new(&config, cluster_options(&cluster, "cluster-other")).unwrap();
-    assert!(other.try_acquire_permit().unwrap(), "another name, another bucket");
+    assert!(
+        other.try_acquire_permit().unwrap(),
+        "another name, another bucket"
+    );
     assert_eq!(a.stats().redis_errors, 0);
-    assert_eq!(a.stats().local_permits, 0, "every permit came from the cluster");
+    assert_eq!(
+        a.stats().local_permits,
+        0,
+        "every permit came from the cluster"
+    );
 }
 
 #[test]
 fn a_blocking_limit_on_a_cluster_spaces_its_permits() {
     let cluster = RedisCluster::start();
     let config = RateLimitConfig::per_second(20.0);
-    let limiter = RedisRateLimiter::new(&config, cluster_options(&cluster, "cluster-rate")).unwrap();
+    let limiter =
+        RedisRateLimiter::new(&config, cluster_options(&cluster, "cluster-rate")).unwrap();
     let start = Instant::now();
     for _ in 0..11 {
         limiter.acquire_blocking_permit().unwrap();
@@ -64,6 +73,9 @@ async fn a_pipeline_built_from_a_cluster_config_is_limited_async() {
         assert_eq!(got.unwrap(), i);
     }
     let took = start.elapsed();
-    assert!(took >= Duration::from_millis(450), "five waits of 100 ms: {took:?}");
+    assert!(
+        took >= Duration::from_millis(450),
+        "five waits of 100 ms: {took:?}"
+    );
     assert!(took < Duration::from_secs(5), "{took:?}");
 }

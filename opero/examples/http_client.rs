@@ -1,6 +1,7 @@
 //! An HTTP client made resilient with `OperoMiddleware`, against a flaky server started in this
 //! process: the first base URL refuses connections, the second answers 503 with `Retry-After`,
-//! then 429, then 200. Run with the logs visible:
+//! then 429, then 200. A circuit breaker skips the dead URL after two failures and a deadline
+//! bounds the whole request. Run with the logs visible:
 //!
 //! ```text
 //! cargo run -p opero --example http_client --features reqwest
@@ -12,14 +13,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use opero::{Jitter, NoCache, Opero, OperoBuilder, OperoMiddleware};
+use opero::{BreakerConfig, Jitter, NoCache, Opero, OperoBuilder, OperoMiddleware};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
-/// The pipeline every request goes through. Resilience settings live here: retries and backoff
-/// now; a circuit breaker per base URL and a total deadline slot in beside them as builder
-/// calls.
+/// The pipeline every request goes through: retries with backoff, a circuit breaker per base URL
+/// (two failures in a row open it, so the dead URL is skipped at once, as the logs show), and a
+/// total deadline across both URLs and every retry.
 fn pipeline() -> OperoBuilder<NoCache> {
     Opero::<NoCache>::builder()
         .name("http_client")
@@ -27,6 +28,12 @@ fn pipeline() -> OperoBuilder<NoCache> {
         .min_delay(Duration::from_millis(50))
         .max_delay(Duration::from_secs(2))
         .jitter(Jitter::Full)
+        .circuit_breaker(BreakerConfig {
+            failure_threshold: Some(2),
+            open_duration: Duration::from_secs(30),
+            ..Default::default()
+        })
+        .deadline(Duration::from_secs(10))
 }
 
 /// The base URLs tried in order; the logs show their index, never the URL.

@@ -14,6 +14,15 @@ use tokio::time::{advance, Instant};
 
 const OPEN: Duration = Duration::from_secs(10);
 
+/// The tests of this file run one at a time: with breaker callsites first reached by a test on
+/// another thread that has no subscriber, the log-capturing test missed its warnings (tracing
+/// caches each callsite's interest process-wide).
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Log lines written by the `tracing` subscriber installed for one test.
 #[derive(Clone, Default)]
 struct Logs(Arc<Mutex<Vec<u8>>>);
@@ -35,7 +44,9 @@ impl Logs {
 }
 
 #[tokio::test(start_paused = true)]
+#[allow(clippy::await_holding_lock)] // each test has its own runtime; the lock only orders tests
 async fn the_breaker_opens_skips_probes_reopens_and_closes_on_the_exact_schedule() {
+    let _serial = one_at_a_time();
     let logs = Logs::default();
     let writer = logs.clone();
     let _subscriber = tracing::subscriber::set_default(
@@ -153,7 +164,9 @@ async fn the_breaker_opens_skips_probes_reopens_and_closes_on_the_exact_schedule
 }
 
 #[tokio::test(start_paused = true)]
+#[allow(clippy::await_holding_lock)] // each test has its own runtime; the lock only orders tests
 async fn when_every_breaker_is_open_the_call_fails_at_once_with_one_breaker_open_per_value() {
+    let _serial = one_at_a_time();
     let pipeline = opero()
         .retries(0)
         .circuit_breaker(BreakerConfig {
@@ -201,7 +214,9 @@ async fn when_every_breaker_is_open_the_call_fails_at_once_with_one_breaker_open
 }
 
 #[tokio::test(start_paused = true)]
+#[allow(clippy::await_holding_lock)] // each test has its own runtime; the lock only orders tests
 async fn the_ratio_trigger_opens_only_past_the_minimum_throughput_within_the_window() {
+    let _serial = one_at_a_time();
     let pipeline = opero()
         .retries(0)
         .circuit_breaker(BreakerConfig {
@@ -248,6 +263,7 @@ async fn the_ratio_trigger_opens_only_past_the_minimum_throughput_within_the_win
 
 #[test]
 fn a_sync_pipeline_opens_and_closes_its_breaker_with_no_runtime() {
+    let _serial = one_at_a_time();
     let pipeline = opero()
         .retries(0)
         .circuit_breaker(BreakerConfig {

@@ -1,6 +1,6 @@
 //! An HTTP client made resilient with `OperoMiddleware`, against a flaky server started in this
 //! process: the first base URL refuses connections, the second answers 503 with `Retry-After`,
-//! then 429, then 200. A circuit breaker skips the dead URL after two failures and a deadline
+//! then 429, then 200. A circuit breaker skips the dead URL after three failures and a deadline
 //! bounds the whole request. Run with the logs visible:
 //!
 //! ```text
@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
 /// The pipeline every request goes through: retries with backoff, a circuit breaker per base URL
-/// (two failures in a row open it, so the dead URL is skipped at once, as the logs show), and a
+/// (three failures in a row open it: the dead URL is then skipped at once, as the logs show), and a
 /// total deadline across both URLs and every retry.
 fn pipeline() -> OperoBuilder<NoCache> {
     Opero::<NoCache>::builder()
@@ -29,7 +29,7 @@ fn pipeline() -> OperoBuilder<NoCache> {
         .max_delay(Duration::from_secs(2))
         .jitter(Jitter::Full)
         .circuit_breaker(BreakerConfig {
-            failure_threshold: Some(2),
+            failure_threshold: Some(3),
             open_duration: Duration::from_secs(30),
             ..Default::default()
         })
@@ -92,6 +92,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let flaky = flaky_server().await;
     let dead = dead_url().await;
     let middleware = OperoMiddleware::new(pipeline())?.with_base_urls(base_urls(&dead, &flaky))?;
+    tracing::info!(
+        deadline_ms = middleware.opero().deadline().map(|d| d.as_millis()),
+        breaker = middleware.opero().circuit_breaker(0).is_some(),
+        "pipeline ready: a breaker per base URL, one deadline for the whole request"
+    );
     let opero = middleware.opero().clone();
     let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
         .with(middleware)

@@ -21,9 +21,9 @@ use crate::erased::Stored;
 pub const DEFAULT_MAX_CAPACITY: u64 = 10_000;
 
 /// Keys are already 128-bit hashes, so hashing them again is wasted work; folding the halves is
-/// enough for the shard and bucket choice.
+/// enough for the shard and bucket choice. Shared with `MokaCache`.
 #[derive(Default)]
-struct FoldHasher(u64);
+pub(crate) struct FoldHasher(u64);
 
 impl Hasher for FoldHasher {
     fn finish(&self) -> u64 {

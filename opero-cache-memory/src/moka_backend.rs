@@ -5,10 +5,11 @@
 //! callgrind), for the benefit of dropping expired entries before the capacity bound does.
 
 use std::any::Any;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::backend::FoldHasher;
 use crate::DEFAULT_MAX_CAPACITY;
 use moka::sync::Cache;
 use opero_core::{BuildCache, CacheBackend, CacheConfig, CacheKey, CacheValue, OperoError};
@@ -17,29 +18,6 @@ struct Entry {
     namespace: Arc<str>,
     value: Box<dyn Any + Send + Sync>,
     expires_at: Option<quanta::Instant>,
-}
-
-/// Keys are already 128-bit hashes, so hashing them again (moka's default is SipHash) is wasted
-/// work; folding the halves is enough.
-#[derive(Default)]
-struct FoldHasher(u64);
-
-impl Hasher for FoldHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 = (self.0 ^ u64::from_le_bytes(word)).rotate_left(29);
-        }
-    }
-
-    fn write_u128(&mut self, i: u128) {
-        self.0 ^= (i as u64) ^ ((i >> 64) as u64);
-    }
 }
 
 /// An in-memory cache on moka (feature `moka`): per-entry TTL, namespaces, a capacity bound

@@ -232,18 +232,24 @@ impl CacheBackend for MemoryCache {
 
 impl BuildCache for MemoryCache {
     fn build(config: &CacheConfig) -> Result<Self, OperoError> {
-        let capacity = config
-            .option::<u64>("max_capacity")?
-            .unwrap_or(DEFAULT_MAX_CAPACITY);
-        if capacity == 0 {
-            return Err(OperoError::invalid_config(
-                "max_capacity",
-                0,
-                "must be at least 1",
-            ));
-        }
-        Ok(Self::with_capacity(capacity))
+        Ok(Self::with_capacity(max_capacity_option(config)?))
     }
+}
+
+/// The backend option `max_capacity` of both memory backends: a positive count, by default
+/// [`DEFAULT_MAX_CAPACITY`].
+pub(crate) fn max_capacity_option(config: &CacheConfig) -> Result<u64, OperoError> {
+    let capacity = config
+        .option::<u64>("max_capacity")?
+        .unwrap_or(DEFAULT_MAX_CAPACITY);
+    if capacity == 0 {
+        return Err(OperoError::invalid_config(
+            "max_capacity",
+            0,
+            "must be at least 1",
+        ));
+    }
+    Ok(capacity)
 }
 
 #[cfg(test)]

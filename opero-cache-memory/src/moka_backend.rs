@@ -9,7 +9,7 @@ use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::backend::FoldHasher;
+use crate::backend::{max_capacity_option, FoldHasher};
 use crate::DEFAULT_MAX_CAPACITY;
 use moka::sync::Cache;
 use opero_core::{BuildCache, CacheBackend, CacheConfig, CacheKey, CacheValue, OperoError};
@@ -147,17 +147,7 @@ impl CacheBackend for MokaCache {
 
 impl BuildCache for MokaCache {
     fn build(config: &CacheConfig) -> Result<Self, OperoError> {
-        let capacity = config
-            .option::<u64>("max_capacity")?
-            .unwrap_or(DEFAULT_MAX_CAPACITY);
-        if capacity == 0 {
-            return Err(OperoError::invalid_config(
-                "max_capacity",
-                0,
-                "must be at least 1",
-            ));
-        }
-        Ok(Self::with_capacity(capacity))
+        Ok(Self::with_capacity(max_capacity_option(config)?))
     }
 }
 

@@ -132,68 +132,34 @@ impl Future for Reservation<'_> {
     }
 }
 
-impl<R: RateLimiter + ?Sized> RateLimiter for &R {
-    fn reserve(&self) -> Duration {
-        (**self).reserve()
-    }
-    fn try_acquire(&self) -> bool {
-        (**self).try_acquire()
-    }
-    fn acquire_blocking(&self) {
-        (**self).acquire_blocking()
-    }
-    fn acquire(&self) -> Acquire {
-        (**self).acquire()
-    }
-    fn try_reserve(&self) -> Result<Duration, OperoError> {
-        (**self).try_reserve()
-    }
-    fn reserve_async(&self) -> Reservation<'_> {
-        (**self).reserve_async()
-    }
+// A limiter behind a reference or a pointer forwards every method, the defaulted ones too, so that
+// an override (a networked limiter's async reservation) is never lost behind the indirection.
+macro_rules! forward_rate_limiter {
+    ($($ty:ty),*) => {$(
+        impl<R: RateLimiter + ?Sized> RateLimiter for $ty {
+            fn reserve(&self) -> Duration {
+                (**self).reserve()
+            }
+            fn try_acquire(&self) -> bool {
+                (**self).try_acquire()
+            }
+            fn acquire_blocking(&self) {
+                (**self).acquire_blocking()
+            }
+            fn acquire(&self) -> Acquire {
+                (**self).acquire()
+            }
+            fn try_reserve(&self) -> Result<Duration, OperoError> {
+                (**self).try_reserve()
+            }
+            fn reserve_async(&self) -> Reservation<'_> {
+                (**self).reserve_async()
+            }
+        }
+    )*};
 }
 
-impl<R: RateLimiter + ?Sized> RateLimiter for Box<R> {
-    fn reserve(&self) -> Duration {
-        (**self).reserve()
-    }
-    fn try_acquire(&self) -> bool {
-        (**self).try_acquire()
-    }
-    fn acquire_blocking(&self) {
-        (**self).acquire_blocking()
-    }
-    fn acquire(&self) -> Acquire {
-        (**self).acquire()
-    }
-    fn try_reserve(&self) -> Result<Duration, OperoError> {
-        (**self).try_reserve()
-    }
-    fn reserve_async(&self) -> Reservation<'_> {
-        (**self).reserve_async()
-    }
-}
-
-impl<R: RateLimiter + ?Sized> RateLimiter for Arc<R> {
-    fn reserve(&self) -> Duration {
-        (**self).reserve()
-    }
-    fn try_acquire(&self) -> bool {
-        (**self).try_acquire()
-    }
-    fn acquire_blocking(&self) {
-        (**self).acquire_blocking()
-    }
-    fn acquire(&self) -> Acquire {
-        (**self).acquire()
-    }
-    fn try_reserve(&self) -> Result<Duration, OperoError> {
-        (**self).try_reserve()
-    }
-    fn reserve_async(&self) -> Reservation<'_> {
-        (**self).reserve_async()
-    }
-}
+forward_rate_limiter!(&R, Box<R>, Arc<R>);
 
 /// The future of [`RateLimiter::acquire`]. Ready at once when no wait is needed.
 ///

@@ -123,6 +123,9 @@ struct Shared<C, K, P> {
     guards: Option<Box<Guards>>,
     /// No cache and no guards: one flag for the no-fault path to test.
     plain: bool,
+    /// No cache, no guards and no limiter: the async first attempt can run inline, holding
+    /// nothing but the user's future (and the timer of a time bound, made only if it waits).
+    plain_async: bool,
     metrics: Arc<Metrics>,
     flights: Flights,
     /// Names given to wrappers of this pipeline and what they were given to, to refuse one name
@@ -753,7 +756,14 @@ where
             // caller holds and moves stays small; a cached call does I/O or a lookup that
             // outweighs one allocation.
             None => Either::Left {
-                inner: self.attempts().run_async(values, move |v| f(args, v)),
+                inner: Uncached::new(
+                    self,
+                    values,
+                    move |v| f(args, v),
+                    |attempts: Attempts<'a, P>, values: &'a [V], f, start| {
+                        attempts.run_async_boxed(values, f, start)
+                    },
+                ),
             },
             Some(cache) => Either::Right {
                 inner: Box::pin(self.call_cached_async(cache, function, args, values, f)),
@@ -1775,6 +1785,12 @@ impl<C, K, P> OperoBuilder<C, K, P> {
     /// ([`AttemptError::DeadlineExceeded`]); the sync forms check it between attempts (a
     /// blocking attempt cannot be cut). Zero is refused, naming `retry.deadline`.
     ///
+    /// The async forms read the clock lazily: without a guard or a rate limiter, the deadline
+    /// (like an attempt timeout's timer) starts at the first attempt's first wait, or at its
+    /// failure, so that a call that completes in one poll reads no clock. Work the first attempt
+    /// does before it first waits is not counted; a future that does not wait cannot be cut
+    /// anyway.
+    ///
     /// ```
     /// use opero_core::{Jitter, NoCache, Opero};
     /// use std::time::Duration;
@@ -2081,6 +2097,7 @@ impl<C, K, P> OperoBuilder<C, K, P> {
         Ok(Opero {
             shared: Arc::new(Shared {
                 plain: cache.is_none() && guards.is_none(),
+                plain_async: cache.is_none() && guards.is_none() && limiter.is_none(),
                 cache,
                 namespace_fingerprint: crate::key::namespace_fingerprint(
                     &self.config.cache.namespace,
@@ -2121,6 +2138,150 @@ impl<L: Future, R: Future<Output = L::Output>> Future for Either<L, R> {
         match self.project() {
             EitherProj::Left { inner } => inner.poll(cx),
             EitherProj::Right { inner } => inner.poll(cx),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of an uncached async call: one reference to the pipeline, the fallback values,
+    /// the user's function and its first attempt's future, and nothing else until that attempt
+    /// fails. A hand-written future rather than an `async fn`, so that the no-fault path builds,
+    /// moves, polls and drops one small state instead of nested state machines holding the loop's
+    /// parts. With a deadline or an attempt timeout the first attempt is cut as the loop cuts
+    /// every attempt; the clock is read and the timer made only once the attempt waits (or
+    /// fails), so a no-fault call that completes in one poll pays neither. A pipeline with guards or a
+    /// limiter, and a first attempt that fails, go on in the attempt loop (`R`, made by `resume`
+    /// and boxed), whose type `resume` names so that the future stays `Send` when the user's is.
+    pub(crate) struct Uncached<'a, C, K, P, V, F, Fut, G, R> {
+        opero: &'a Opero<C, K, P>,
+        values: &'a [V],
+        f: Option<F>,
+        resume: G,
+        timer: Option<crate::metrics::AttemptTimer>,
+        // Whether the pipeline has a deadline or an attempt timeout.
+        bounded: bool,
+        budget: Option<crate::pipeline::Budget>,
+        cut: Option<(crate::pipeline::Cut, crate::sleep::Sleep)>,
+        #[pin]
+        first: Option<Fut>,
+        rest: Option<std::pin::Pin<Box<R>>>,
+    }
+}
+
+impl<'a, C, K, P, V, F, Fut, G, R> Uncached<'a, C, K, P, V, F, Fut, G, R> {
+    #[inline(always)]
+    fn new<T, E>(opero: &'a Opero<C, K, P>, values: &'a [V], f: F, resume: G) -> Self
+    where
+        F: FnMut(&V) -> Fut,
+        G: Fn(Attempts<'a, P>, &'a [V], F, crate::pipeline::Start<E>) -> R,
+        R: Future<Output = Result<T, AllFailedError<E>>>,
+    {
+        Uncached {
+            opero,
+            values,
+            f: Some(f),
+            resume,
+            timer: None,
+            bounded: false,
+            budget: None,
+            cut: None,
+            first: None,
+            rest: None,
+        }
+    }
+}
+
+impl<'a, C, K, P, V, T, E, F, Fut, G, R> Future for Uncached<'a, C, K, P, V, F, Fut, G, R>
+where
+    F: FnMut(&V) -> Fut,
+    Fut: Future<Output = Result<T, AttemptError<E>>>,
+    G: Fn(Attempts<'a, P>, &'a [V], F, crate::pipeline::Start<E>) -> R,
+    R: Future<Output = Result<T, AllFailedError<E>>>,
+{
+    type Output = Result<T, AllFailedError<E>>;
+
+    #[inline]
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        use crate::pipeline::Start;
+        use std::task::Poll;
+        let mut this = self.project();
+        if let Some(rest) = this.rest {
+            return rest.as_mut().poll(cx);
+        }
+        let opero: &'a Opero<C, K, P> = this.opero;
+        let values: &'a [V] = this.values;
+        if this.first.as_ref().get_ref().is_none() {
+            // `f` is gone once the output was returned: a poll after that has nothing to run.
+            let Some(f) = this.f.as_mut() else {
+                return Poll::Pending;
+            };
+            match values.first() {
+                Some(value) if opero.shared.plain_async => {
+                    let limits = &opero.shared.limits;
+                    *this.bounded = limits.deadline.is_some() || limits.attempt_timeout.is_some();
+                    *this.timer = Some(opero.counters().attempt());
+                    this.first.set(Some(f(value)));
+                }
+                _ => {
+                    let Some(f) = this.f.take() else {
+                        return Poll::Pending;
+                    };
+                    let rest = (this.resume)(opero.attempts(), values, f, Start::Fresh);
+                    return this.rest.insert(Box::pin(rest)).as_mut().poll(cx);
+                }
+            }
+        }
+        let Some(first) = this.first.as_mut().as_pin_mut() else {
+            return Poll::Pending;
+        };
+        let outcome = match first.poll(cx) {
+            Poll::Ready(outcome) => outcome,
+            Poll::Pending => {
+                if !*this.bounded {
+                    return Poll::Pending;
+                }
+                if this.cut.is_none() {
+                    // The attempt's first wait: the deadline's clock starts here, as an attempt
+                    // timeout's timer starts at the attempt's first wait, and a no-fault call
+                    // that never waits reads no clock. This attempt has the whole deadline.
+                    *this.budget = crate::pipeline::Budget::tokio(&opero.shared.limits);
+                    if let Some(cut) = opero.attempts().cut(*this.budget, true) {
+                        *this.cut = Some((cut, crate::sleep::sleep(cut.limit())));
+                    }
+                }
+                let Some((cut, timer)) = this.cut else {
+                    return Poll::Pending;
+                };
+                // Polled after the attempt, as `timeout` does: a ready attempt wins.
+                std::task::ready!(std::pin::Pin::new(timer).poll(cx));
+                // As in the loop, a cut attempt has no latency to record.
+                *this.timer = None;
+                Err(cut.error(*this.budget))
+            }
+        };
+        this.first.set(None);
+        *this.cut = None;
+        if let Some(timer) = this.timer.take() {
+            timer.finish(Some(opero.counters()));
+        }
+        let Some(f) = this.f.take() else {
+            return Poll::Pending;
+        };
+        match outcome {
+            Ok(v) => Poll::Ready(Ok(v)),
+            Err(e) => {
+                // Failed without waiting, the call has no budget yet: the loop starts one.
+                let rest = (this.resume)(
+                    opero.attempts(),
+                    values,
+                    f,
+                    Start::Failed(e, *this.budget),
+                );
+                this.rest.insert(Box::pin(rest)).as_mut().poll(cx)
+            }
         }
     }
 }

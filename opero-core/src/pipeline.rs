@@ -48,7 +48,7 @@ impl Budget {
         })
     }
 
-    fn tokio(limits: &Limits) -> Option<Self> {
+    pub(crate) fn tokio(limits: &Limits) -> Option<Self> {
         // Outside a tokio runtime tokio's clock reads the system's, as the timers there do.
         limits.deadline.map(|deadline| Budget {
             deadline,
@@ -67,7 +67,8 @@ impl Budget {
 }
 
 /// What ends an attempt early in the async forms, and how long it has.
-enum Cut {
+#[derive(Clone, Copy)]
+pub(crate) enum Cut {
     Timeout(Duration),
     Deadline(Duration),
 }
@@ -281,7 +282,7 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
 
     /// The bound on the next async attempt: the sooner of the attempt timeout and the deadline.
     /// The call's first attempt has the whole deadline, without a second read of the clock.
-    fn cut(&self, budget: Option<Budget>, first: bool) -> Option<Cut> {
+    pub(crate) fn cut(&self, budget: Option<Budget>, first: bool) -> Option<Cut> {
         let left = budget.map(|b| if first { b.deadline } else { b.left() });
         match (self.limits.attempt_timeout, left) {
             (None, None) => None,
@@ -552,11 +553,32 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
         let start = match (values.first(), plain) {
             (Some(first), true) => match self.timed(f(first)).await {
                 Ok(v) => return Ok(v),
-                Err(e) => Start::Failed(e),
+                Err(e) => Start::Failed(e, None),
             },
             _ => Start::Fresh,
         };
         Box::pin(self.loop_async(NoGate, values, f, start)).await
+    }
+
+    /// The attempt loop as an owned future, for a caller that ran the first attempt itself
+    /// (`start` holds its failure) or hands over every attempt (`Start::Fresh`). Guards, when
+    /// set, take the whole call, so a caller only ever passes a failed first attempt without them.
+    pub(crate) async fn run_async_boxed<V, T, E, F, Fut>(
+        self,
+        values: &[V],
+        f: F,
+        start: Start<E>,
+    ) -> Result<T, AllFailedError<E>>
+    where
+        F: FnMut(&V) -> Fut,
+        Fut: Future<Output = Result<T, AttemptError<E>>>,
+        P: RetryPolicy<E>,
+        E: Display,
+    {
+        match (self.guards, start) {
+            (Some(guards), Start::Fresh) => self.run_async_guarded(guards, values, f).await,
+            (_, start) => self.loop_async(NoGate, values, f, start).await,
+        }
     }
 
     /// [`run_async`](Self::run_async) with circuit breakers, a bulkhead or hedging.
@@ -602,7 +624,11 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
         P: RetryPolicy<E>,
         E: Display,
     {
-        let budget = Budget::tokio(&self.limits);
+        let budget = match start {
+            // The first attempt ran on this budget: the deadline counts from the call's start.
+            Start::Failed(_, Some(budget)) => Some(budget),
+            _ => Budget::tokio(&self.limits),
+        };
         let mut failures = AllFailedError::new();
         'values: for (index, value) in values.iter().enumerate() {
             if index > 0 {
@@ -619,7 +645,7 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
                     break;
                 };
                 let outcome = match std::mem::replace(&mut start, Start::Fresh) {
-                    Start::Failed(e) => Err(e),
+                    Start::Failed(e, _) => Err(e),
                     Start::Fresh => match self.permit_async().await {
                         Ok(wait) => {
                             if !wait.is_zero() {
@@ -631,20 +657,9 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
                             let first = index == 0 && attempt == 1 && wait.is_zero();
                             match self.cut(budget, first) {
                                 None => self.timed(f(value)).await,
-                                Some(Cut::Timeout(limit)) => {
-                                    crate::sleep::timeout(limit, self.timed(f(value)))
-                                        .await
-                                        .unwrap_or_else(|_| Err(AttemptError::TimedOut(limit)))
-                                }
-                                Some(Cut::Deadline(left)) => {
-                                    crate::sleep::timeout(left, self.timed(f(value)))
-                                        .await
-                                        .unwrap_or_else(|_| {
-                                            Err(AttemptError::DeadlineExceeded(
-                                                budget.map_or(left, |b| b.deadline),
-                                            ))
-                                        })
-                                }
+                                Some(cut) => crate::sleep::timeout(cut.limit(), self.timed(f(value)))
+                                    .await
+                                    .unwrap_or_else(|_| Err(cut.error(budget))),
                             }
                         }
                         Err(why) => Err(AttemptError::NoPermit(why)),
@@ -683,10 +698,31 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
 }
 
 /// Where [`Attempts::loop_async`] starts: its first attempt already failed (the no-fault path
-/// ran it inline), or has not run.
+/// ran it inline, on the deadline's budget if there is one), or has not run.
 pub(crate) enum Start<E> {
-    Failed(AttemptError<E>),
+    Failed(AttemptError<E>, Option<Budget>),
     Fresh,
+}
+
+impl Cut {
+    /// How long the attempt may run.
+    #[inline]
+    pub(crate) fn limit(self) -> Duration {
+        match self {
+            Cut::Timeout(d) | Cut::Deadline(d) => d,
+        }
+    }
+
+    /// The failure of an attempt this cut ended.
+    #[cold]
+    pub(crate) fn error<E>(self, budget: Option<Budget>) -> AttemptError<E> {
+        match self {
+            Cut::Timeout(limit) => AttemptError::TimedOut(limit),
+            Cut::Deadline(left) => {
+                AttemptError::DeadlineExceeded(budget.map_or(left, |b| b.deadline))
+            }
+        }
+    }
 }
 
 /// What lets an attempt on a fallback value through: nothing ([`NoGate`]) or the value's

@@ -1285,6 +1285,7 @@ where
     K: KeyFn,
 {
     /// Calls the function through the pipeline.
+    #[inline]
     pub fn call<A, T, E>(&self, args: &A) -> Result<T, AllFailedError<E>>
     where
         A: ?Sized,
@@ -1293,10 +1294,16 @@ where
         P: RetryPolicy<E> + OkPolicy<T, E>,
         E: Display,
     {
-        self.opero
-            .call_attempts(self.function, args, self.fallbacks.as_slice(), |a, v| {
-                checked(&self.opero.shared.policy, (self.f)(a, v))
-            })
+        let opero = &self.opero;
+        let f = |a: &A, v: &V| checked(&opero.shared.policy, (self.f)(a, v));
+        let values = self.fallbacks.as_slice();
+        if opero.shared.plain {
+            // The plain path of `call_attempts`, taken here so that the function's identity (five
+            // words the plain path never reads) is not copied into the call.
+            opero.counters().call();
+            return opero.attempts().run_sync_unguarded(values, |v| f(args, v));
+        }
+        opero.call_attempts(self.function, args, values, f)
     }
 
     /// The pipeline the function runs in.
@@ -1330,6 +1337,7 @@ where
     K: KeyFn,
 {
     /// Calls the function through the pipeline; each attempt gets clones of the arguments.
+    #[inline]
     pub async fn call<A, T, E, Fut>(&self, args: A) -> Result<T, AllFailedError<E>>
     where
         A: Clone,

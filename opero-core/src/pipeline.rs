@@ -41,6 +41,7 @@ pub(crate) struct Budget {
 }
 
 impl Budget {
+    #[inline]
     fn sync(limits: &Limits) -> Option<Self> {
         limits.deadline.map(|deadline| Budget {
             deadline,

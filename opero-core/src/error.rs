@@ -578,3 +578,47 @@ impl<E: std::error::Error + 'static> std::error::Error for AllFailedError<E> {
             .map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_result_carrying_the_error_is_one_word_wider_than_its_value() {
+        // Every form returns this `Result`; the record is made only when something failed.
+        assert_eq!(
+            std::mem::size_of::<Result<u64, AllFailedError<String>>>(),
+            2 * std::mem::size_of::<usize>()
+        );
+        let empty = AllFailedError::<String>::new();
+        assert!(empty.is_empty());
+        assert_eq!(
+            (empty.len(), empty.elided(), empty.fallbacks_tried()),
+            (0, 0, 0)
+        );
+        assert_eq!(empty.ended_by_deadline(), None);
+        assert_eq!(empty, AllFailedError::default());
+    }
+
+    #[test]
+    fn a_record_made_at_the_first_failure_keeps_what_an_eager_one_kept() {
+        let mut all = AllFailedError::new();
+        all.push(0, 1, AttemptError::Failed("a"));
+        all.push(1, 1, AttemptError::Failed("b"));
+        all.end_by_deadline(Duration::from_secs(1));
+        assert_eq!((all.len(), all.fallbacks_tried()), (2, 2));
+        assert_eq!(all.last_error(), Some(&"b"));
+        assert_eq!(all.ended_by_deadline(), Some(Duration::from_secs(1)));
+        assert_ne!(all, AllFailedError::new());
+        assert_eq!(
+            format!("{all:?}"),
+            "AllFailedError { attempts: [Attempt { fallback_index: 0, attempt: 1, error: \
+             Failed(\"a\") }, Attempt { fallback_index: 1, attempt: 1, error: Failed(\"b\") }], \
+             total: 2, fallbacks_tried: 2, deadline: Some(1s) }"
+        );
+        let mut ended = AllFailedError::<&str>::new();
+        ended.end_by_deadline(Duration::from_secs(2));
+        assert!(ended.is_empty());
+        assert_eq!(ended.ended_by_deadline(), Some(Duration::from_secs(2)));
+    }
+}

@@ -1337,27 +1337,52 @@ where
     K: KeyFn,
 {
     /// Calls the function through the pipeline; each attempt gets clones of the arguments.
+    ///
+    /// The future borrows the wrapper, owns the arguments, and does nothing until polled.
     #[inline]
-    pub async fn call<A, T, E, Fut>(&self, args: A) -> Result<T, AllFailedError<E>>
+    pub fn call<'s, A, T, E, Fut>(
+        &'s self,
+        args: A,
+    ) -> impl Future<Output = Result<T, AllFailedError<E>>> + 's
     where
-        A: Clone,
+        A: Clone + 's,
         C: CacheFor<A, T>,
         F: Fn(A, V) -> Fut,
-        Fut: Future<Output = Result<T, E>>,
+        Fut: Future<Output = Result<T, E>> + 's,
         V: Clone,
         P: RetryPolicy<E> + OkPolicy<T, E>,
-        E: Display,
+        E: Display + 's,
+        T: 's,
     {
-        self.opero
-            .call_attempts_async(
-                self.function,
-                &args,
-                self.fallbacks.as_slice(),
-                |a: &A, v: &V| {
-                    Checked::new(&self.opero.shared.policy, (self.f)(a.clone(), v.clone()))
-                },
-            )
-            .await
+        let opero = &self.opero;
+        let values = self.fallbacks.as_slice();
+        opero.counters().call();
+        match &opero.shared.cache {
+            // What `call_attempts_async` does, with the arguments owned by the attempt's closure
+            // rather than by an `async` block around the pipeline's future: one state fewer.
+            None => Either::Left {
+                inner: Uncached::new(
+                    opero,
+                    values,
+                    move |v: &V| {
+                        Checked::new(&opero.shared.policy, (self.f)(args.clone(), v.clone()))
+                    },
+                    |attempts: Attempts<'s, P>, values: &'s [V], f, start| {
+                        attempts.run_async_boxed(values, f, start)
+                    },
+                ),
+            },
+            Some(cache) => Either::Right {
+                inner: Box::pin(async move {
+                    let f = |a: &A, v: &V| {
+                        Checked::new(&opero.shared.policy, (self.f)(a.clone(), v.clone()))
+                    };
+                    opero
+                        .call_cached_async(cache, self.function, &args, values, f)
+                        .await
+                }),
+            },
+        }
     }
 
     /// The pipeline the function runs in.
@@ -2282,12 +2307,8 @@ where
             Ok(v) => Poll::Ready(Ok(v)),
             Err(e) => {
                 // Failed without waiting, the call has no budget yet: the loop starts one.
-                let rest = (this.resume)(
-                    opero.attempts(),
-                    values,
-                    f,
-                    Start::Failed(e, *this.budget),
-                );
+                let rest =
+                    (this.resume)(opero.attempts(), values, f, Start::Failed(e, *this.budget));
                 this.rest.insert(Box::pin(rest)).as_mut().poll(cx)
             }
         }

@@ -658,9 +658,11 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
                             let first = index == 0 && attempt == 1 && wait.is_zero();
                             match self.cut(budget, first) {
                                 None => self.timed(f(value)).await,
-                                Some(cut) => crate::sleep::timeout(cut.limit(), self.timed(f(value)))
-                                    .await
-                                    .unwrap_or_else(|_| Err(cut.error(budget))),
+                                Some(cut) => {
+                                    crate::sleep::timeout(cut.limit(), self.timed(f(value)))
+                                        .await
+                                        .unwrap_or_else(|_| Err(cut.error(budget)))
+                                }
                             }
                         }
                         Err(why) => Err(AttemptError::NoPermit(why)),

@@ -13,7 +13,7 @@ use crate::breaker::{BreakerPermit, BreakerState, Breakers};
 use crate::bulkhead::{Bulkhead, BulkheadPermit};
 use crate::error::{AllFailedError, AttemptError};
 use crate::hedge::HedgeConfig;
-use crate::metrics::{Counters, Metrics};
+use crate::metrics::Counters;
 use crate::rate_limit::RateLimiter;
 use crate::retry::RetryPolicy;
 
@@ -36,7 +36,7 @@ enum Clock {
 /// A running call's deadline.
 #[derive(Clone, Copy)]
 pub(crate) struct Budget {
-    deadline: Duration,
+    pub(crate) deadline: Duration,
     start: Clock,
 }
 
@@ -48,7 +48,7 @@ impl Budget {
         })
     }
 
-    fn tokio(limits: &Limits) -> Option<Self> {
+    pub(crate) fn tokio(limits: &Limits) -> Option<Self> {
         // Outside a tokio runtime tokio's clock reads the system's, as the timers there do.
         limits.deadline.map(|deadline| Budget {
             deadline,
@@ -57,7 +57,7 @@ impl Budget {
     }
 
     /// Time left before the deadline, zero once past it.
-    fn left(&self) -> Duration {
+    pub(crate) fn left(&self) -> Duration {
         let elapsed = match self.start {
             Clock::Tsc(at) => quanta::Instant::now().saturating_duration_since(at),
             Clock::Tokio(at) => at.elapsed(),
@@ -133,7 +133,7 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
             None => Ok(None),
             Some(breakers) => breakers
                 .get(index)
-                .acquire(self.metrics.map(|c| c.counters))
+                .acquire(self.metrics)
                 .map(Some)
                 .ok_or(()),
         }
@@ -154,7 +154,7 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
         match self.guards.and_then(|g| g.bulkhead.as_ref()) {
             None => Ok(None),
             Some(b) => b
-                .enter_blocking_counted(self.metrics.map(|c| c.counters))
+                .enter_blocking_counted(self.metrics)
                 .map(Some)
                 .map_err(|full| self.refused(full.into())),
         }
@@ -165,7 +165,7 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
         match self.guards.and_then(|g| g.bulkhead.as_ref()) {
             None => Ok(None),
             Some(b) => b
-                .enter_counted(self.metrics.map(|c| c.counters))
+                .enter_counted(self.metrics)
                 .await
                 .map(Some)
                 .map_err(|full| self.refused(full.into())),
@@ -248,7 +248,7 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
     }
 
     #[cold]
-    fn on_deadline<E>(&self, failures: &mut AllFailedError<E>, deadline: Duration) {
+    pub(crate) fn on_deadline<E>(&self, failures: &mut AllFailedError<E>, deadline: Duration) {
         if let Some(m) = self.metrics {
             m.deadline_exceeded();
         }
@@ -422,7 +422,7 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
             Some(breakers) => self.loop_sync(
                 BreakerGate {
                     breakers,
-                    metrics: self.metrics.map(|c| c.counters),
+                    metrics: self.metrics,
                 },
                 values,
                 f,
@@ -581,7 +581,7 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
             Some(breakers) => {
                 let gate = BreakerGate {
                     breakers,
-                    metrics: self.metrics.map(|c| c.counters),
+                    metrics: self.metrics,
                 };
                 self.loop_async(gate, values, f, Start::Fresh).await
             }
@@ -721,7 +721,7 @@ impl Gate for NoGate {
 #[derive(Clone, Copy)]
 struct BreakerGate<'a> {
     breakers: &'a Breakers,
-    metrics: Option<&'a Metrics>,
+    metrics: Option<Counters<'a>>,
 }
 
 impl<'b> Gate for BreakerGate<'b> {

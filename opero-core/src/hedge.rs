@@ -8,6 +8,12 @@
 //! fails, the call goes on as an unhedged one would from that attempt: its retry after the
 //! backoff delay, or the next fallback value.
 //!
+//! The call's deadline bounds the race as a whole: no hedge or retry starts that it would
+//! overtake, and when it passes every attempt still running is dropped and recorded as
+//! [`AttemptError::DeadlineExceeded`], the call ended by the deadline as an unhedged one is. The
+//! attempt timeout starts with each attempt (after its rate-limit wait) and cuts it alone
+//! ([`AttemptError::TimedOut`], a failed attempt).
+//!
 //! A blocking call cannot run two attempts at once on one thread, so the sync forms refuse a
 //! hedged pipeline ([`AttemptError::Unsupported`] naming `hedge`), and so do the sync wrappers
 //! when they are built.

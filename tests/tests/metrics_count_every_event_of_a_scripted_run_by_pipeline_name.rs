@@ -257,7 +257,9 @@ async fn the_async_forms_emit_the_same_events() {
 
 #[test]
 fn breaker_transitions_and_bulkhead_rejections_reach_the_recorder() {
-    const OPEN: Duration = Duration::from_millis(20);
+    // Long enough that a thread descheduled on a loaded machine does not see a breaker half-open
+    // before the script says so.
+    const OPEN: Duration = Duration::from_millis(500);
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     let (breaker, bulkhead) = metrics::with_local_recorder(&recorder, || {
@@ -278,10 +280,10 @@ fn breaker_transitions_and_bulkhead_rejections_reach_the_recorder() {
             .attempts()
             .iter()
             .all(|a| a.error == AttemptError::BreakerOpen));
-        std::thread::sleep(OPEN * 2);
+        std::thread::sleep(OPEN + Duration::from_millis(50));
         // Both half-open: mirror 0's probe fails (open again), mirror 1's answers (closed).
         assert_eq!(run([false, true]).unwrap(), 1);
-        std::thread::sleep(OPEN * 2);
+        std::thread::sleep(OPEN + Duration::from_millis(50));
         // Mirror 0 half-open again; its probe answers (closed).
         assert_eq!(run([true, true]).unwrap(), 0);
 

@@ -23,7 +23,7 @@ use tokio::time::Instant;
 
 use crate::config::RawDuration;
 use crate::error::OperoError;
-use crate::metrics::Metrics;
+use crate::metrics::Counters;
 
 /// Circuit breaker settings.
 ///
@@ -307,7 +307,10 @@ impl CircuitBreaker {
     }
 
     #[inline]
-    pub(crate) fn acquire<'a>(&'a self, metrics: Option<&'a Metrics>) -> Option<BreakerPermit<'a>> {
+    pub(crate) fn acquire<'a>(
+        &'a self,
+        metrics: Option<Counters<'a>>,
+    ) -> Option<BreakerPermit<'a>> {
         if self.state.load(Ordering::Acquire) == CLOSED {
             return Some(BreakerPermit {
                 breaker: self,
@@ -320,7 +323,7 @@ impl CircuitBreaker {
     }
 
     #[cold]
-    fn acquire_slow<'a>(&'a self, metrics: Option<&'a Metrics>) -> Option<BreakerPermit<'a>> {
+    fn acquire_slow<'a>(&'a self, metrics: Option<Counters<'a>>) -> Option<BreakerPermit<'a>> {
         let mut state = self.state.load(Ordering::Acquire);
         if state == OPEN {
             if !self.open_elapsed() {
@@ -332,7 +335,7 @@ impl CircuitBreaker {
                 .is_ok()
             {
                 if let Some(m) = metrics {
-                    m.breaker_half_opened();
+                    m.breaker_half_opened(self.index);
                 }
                 tracing::info!(target: "opero", fallback_index = self.index, "circuit breaker half-open");
             }
@@ -366,7 +369,7 @@ impl CircuitBreaker {
     }
 
     #[cold]
-    fn refuse<'a>(&self, metrics: Option<&Metrics>) -> Option<BreakerPermit<'a>> {
+    fn refuse<'a>(&self, metrics: Option<Counters<'_>>) -> Option<BreakerPermit<'a>> {
         if let Some(m) = metrics {
             m.breaker_rejection();
         }
@@ -375,7 +378,7 @@ impl CircuitBreaker {
     }
 
     #[inline]
-    fn on_success(&self, probe: bool, metrics: Option<&Metrics>) {
+    fn on_success(&self, probe: bool, metrics: Option<Counters<'_>>) {
         // A load first: a success after a success writes nothing, so clones on many cores do
         // not fight over the cache line.
         if self.consecutive.load(Ordering::Relaxed) != 0 {
@@ -389,7 +392,7 @@ impl CircuitBreaker {
     }
 
     #[cold]
-    fn on_failure(&self, probe: bool, metrics: Option<&Metrics>) {
+    fn on_failure(&self, probe: bool, metrics: Option<Counters<'_>>) {
         if probe {
             self.trip(HALF_OPEN, metrics);
             return;
@@ -411,7 +414,7 @@ impl CircuitBreaker {
         }
     }
 
-    fn record_ratio(&self, window: &Mutex<Window>, failed: bool, metrics: Option<&Metrics>) {
+    fn record_ratio(&self, window: &Mutex<Window>, failed: bool, metrics: Option<Counters<'_>>) {
         let now = self.now_ns();
         // A poisoned lock only means a panic mid-count; the counts are still counts.
         let (calls, failures) = window
@@ -427,7 +430,7 @@ impl CircuitBreaker {
     }
 
     /// Opens the breaker if it is in state `from`.
-    fn trip(&self, from: u8, metrics: Option<&Metrics>) {
+    fn trip(&self, from: u8, metrics: Option<Counters<'_>>) {
         if self.state.load(Ordering::Acquire) != from {
             return;
         }
@@ -448,7 +451,7 @@ impl CircuitBreaker {
             window.lock().unwrap_or_else(|p| p.into_inner()).clear();
         }
         if let Some(m) = metrics {
-            m.breaker_opened();
+            m.breaker_opened(self.index);
         }
         tracing::warn!(
             target: "opero",
@@ -459,14 +462,14 @@ impl CircuitBreaker {
         );
     }
 
-    fn close(&self, metrics: Option<&Metrics>) {
+    fn close(&self, metrics: Option<Counters<'_>>) {
         if self
             .state
             .compare_exchange(HALF_OPEN, CLOSED, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
         {
             if let Some(m) = metrics {
-                m.breaker_closed();
+                m.breaker_closed(self.index);
             }
             tracing::info!(target: "opero", fallback_index = self.index, "circuit breaker closed");
         }
@@ -479,7 +482,7 @@ impl CircuitBreaker {
 #[must_use = "report the call's outcome on the permit"]
 pub struct BreakerPermit<'a> {
     breaker: &'a CircuitBreaker,
-    metrics: Option<&'a Metrics>,
+    metrics: Option<Counters<'a>>,
     probe: bool,
     generation: u32,
 }

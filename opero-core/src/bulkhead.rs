@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, SemaphorePermit, TryAcquireError};
 
 use crate::error::{AttemptError, OperoError};
-use crate::metrics::Metrics;
+use crate::metrics::Counters;
 
 /// Bulkhead settings.
 ///
@@ -212,7 +212,7 @@ impl Bulkhead {
     /// [`enter`](Self::enter), counting and logging a refusal.
     pub(crate) async fn enter_counted(
         &self,
-        metrics: Option<&Metrics>,
+        metrics: Option<Counters<'_>>,
     ) -> Result<BulkheadPermit<'_>, BulkheadFull> {
         self.enter()
             .await
@@ -222,7 +222,7 @@ impl Bulkhead {
     /// [`enter_blocking`](Self::enter_blocking), counting and logging a refusal.
     pub(crate) fn enter_blocking_counted(
         &self,
-        metrics: Option<&Metrics>,
+        metrics: Option<Counters<'_>>,
     ) -> Result<BulkheadPermit<'_>, BulkheadFull> {
         self.enter_blocking()
             .inspect_err(|full| on_full(full, metrics))
@@ -230,7 +230,7 @@ impl Bulkhead {
 }
 
 #[cold]
-fn on_full(full: &BulkheadFull, metrics: Option<&Metrics>) {
+fn on_full(full: &BulkheadFull, metrics: Option<Counters<'_>>) {
     if let Some(m) = metrics {
         m.bulkhead_rejection();
     }

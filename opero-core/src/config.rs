@@ -493,20 +493,6 @@ impl OperoConfig {
         }
         if let Some(hedge) = &self.hedge {
             hedge.validate()?;
-            // The hedged loop runs its attempts side by side and does not keep the call's time
-            // budget; refused rather than silently unbounded.
-            let timed = [
-                ("retry.deadline", self.retry.deadline),
-                ("retry.attempt_timeout", self.retry.attempt_timeout),
-            ];
-            if let Some((field, Some(limit))) = timed.into_iter().find(|(_, l)| l.is_some()) {
-                return Err(OperoError::invalid_config(
-                    field,
-                    humantime::format_duration(limit),
-                    "cannot be combined with hedge: hedged attempts do not keep a deadline or \
-                     an attempt timeout; bound the hedged call with opero::timeout instead",
-                ));
-            }
         }
         Ok(())
     }

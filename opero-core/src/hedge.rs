@@ -8,6 +8,12 @@
 //! fails, the call goes on as an unhedged one would from that attempt: its retry after the
 //! backoff delay, or the next fallback value.
 //!
+//! The call's deadline bounds the race as a whole: no hedge or retry starts that it would
+//! overtake, and when it passes every attempt still running is dropped and recorded as
+//! [`AttemptError::DeadlineExceeded`], the call ended by the deadline as an unhedged one is. The
+//! attempt timeout starts with each attempt (after its rate-limit wait) and cuts it alone
+//! ([`AttemptError::TimedOut`], a failed attempt).
+//!
 //! A blocking call cannot run two attempts at once on one thread, so the sync forms refuse a
 //! hedged pipeline ([`AttemptError::Unsupported`] naming `hedge`), and so do the sync wrappers
 //! when they are built.
@@ -23,7 +29,8 @@ use serde::{Deserialize, Serialize};
 use crate::breaker::BreakerPermit;
 use crate::config::RawDuration;
 use crate::error::{AllFailedError, AttemptError, OperoError};
-use crate::pipeline::Attempts;
+use crate::metrics::{AttemptTimer, Counters};
+use crate::pipeline::{Attempts, Budget};
 use crate::retry::RetryPolicy;
 use crate::sleep::{sleep, Sleep};
 
@@ -92,18 +99,40 @@ pub(crate) fn sync_refusal<E>() -> AttemptError<E> {
     }
 }
 
-/// One attempt under way: its rate-limit wait, then its future.
+/// One attempt under way: its rate-limit wait, then its future, cut by the attempt timeout.
 struct Running<'b, Fut> {
     index: usize,
     attempt: u32,
     wait: Option<Sleep>,
+    /// The attempt timeout, armed when the attempt begins (after its permit wait).
+    cut: Option<Sleep>,
+    timer: Option<AttemptTimer>,
     fut: Pin<Box<Fut>>,
     permit: Option<BreakerPermit<'b>>,
+}
+
+impl<Fut> Running<'_, Fut> {
+    /// The permit wait is over: the attempt's own time starts, as an unhedged attempt's starts
+    /// after its permit.
+    fn begin(&mut self, timeout: Option<Duration>, metrics: Option<Counters<'_>>) {
+        self.cut = timeout.map(sleep);
+        self.timer = metrics.map(|m| m.attempt());
+    }
 }
 
 enum Event<T, E> {
     Done(usize, Result<T, AttemptError<E>>),
     Hedge,
+    Deadline,
+}
+
+/// What starting an attempt came to.
+enum Started {
+    Yes,
+    /// Nothing left to start (every breaker open, no rate-limit permit, no attempt number).
+    No,
+    /// The deadline leaves no time for the attempt, or passes during its permit wait.
+    OutOfTime,
 }
 
 impl<'a, P: ?Sized> Attempts<'a, P> {
@@ -120,6 +149,8 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
         P: RetryPolicy<E>,
         E: Display,
     {
+        let budget = Budget::tokio(&self.limits);
+        let timeout = self.limits.attempt_timeout;
         let mut failures = AllFailedError::new();
         let mut running: Vec<Running<'a, Fut>> = Vec::new();
         // Attempts started on each value, and how many values have been started.
@@ -127,17 +158,22 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
         let mut values_started = 0usize;
         let mut hedges = 0u32;
         let mut timer: Option<Sleep> = None;
+        // The deadline bounds every attempt of the race at once, and the waits between them.
+        let mut deadline: Option<Sleep> = budget.map(|b| sleep(b.left()));
 
         // Starts the next attempt of `index` or, when its breaker is open, of the next value not
-        // yet started; false when there is none left to start.
+        // yet started.
         let mut start = |index: usize,
                          running: &mut Vec<Running<'a, Fut>>,
                          failures: &mut AllFailedError<E>,
                          started: &mut [u32],
                          values_started: &mut usize|
-         -> bool {
+         -> Started {
             let mut index = index;
             loop {
+                if budget.is_some_and(|b| b.left().is_zero()) {
+                    return Started::OutOfTime;
+                }
                 if index >= *values_started {
                     if index > 0 {
                         self.on_switch(index);
@@ -145,7 +181,7 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
                     *values_started = index + 1;
                 }
                 let Some(attempt) = started[index].checked_add(1) else {
-                    return false;
+                    return Started::No;
                 };
                 started[index] = attempt;
                 match self.breaker_permit(index) {
@@ -156,22 +192,32 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
                                 // No attempt without a permit; the permit is given back.
                                 drop(permit);
                                 failures.push(index, attempt, AttemptError::NoPermit(why));
-                                return false;
+                                return Started::No;
                             }
                         };
-                        running.push(Running {
+                        if budget.is_some_and(|b| wait >= b.left()) {
+                            // As unhedged: no permit wait runs into the deadline.
+                            return Started::OutOfTime;
+                        }
+                        let mut attempt = Running {
                             index,
                             attempt,
                             wait: (!wait.is_zero()).then(|| sleep(wait)),
+                            cut: None,
+                            timer: None,
                             fut: Box::pin(f(&values[index])),
                             permit,
-                        });
-                        return true;
+                        };
+                        if attempt.wait.is_none() {
+                            attempt.begin(timeout, self.metrics);
+                        }
+                        running.push(attempt);
+                        return Started::Yes;
                     }
                     Err(()) => {
                         failures.push(index, attempt, AttemptError::BreakerOpen);
                         if *values_started >= values.len() {
-                            return false;
+                            return Started::No;
                         }
                         index = *values_started;
                     }
@@ -180,20 +226,43 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
         };
 
         let mut next = Some(0usize);
+        let mut hedging = false;
         loop {
             if let Some(index) = next.take() {
-                if start(
+                match start(
                     index,
                     &mut running,
                     &mut failures,
                     &mut started,
                     &mut values_started,
                 ) {
-                    timer = (hedges < hedge.max_hedges).then(|| sleep(hedge.delay));
-                } else if running.is_empty() {
-                    break;
+                    Started::Yes => {
+                        if std::mem::take(&mut hedging) {
+                            if let Some(m) = self.metrics {
+                                m.hedge();
+                            }
+                            let index = running.last().map_or(index, |r| r.index);
+                            tracing::info!(target: "opero", fallback_index = index, hedge = hedges, "hedge started");
+                        }
+                        // No hedge is armed that the deadline would overtake.
+                        timer = (hedges < hedge.max_hedges
+                            && budget.is_none_or(|b| hedge.delay < b.left()))
+                        .then(|| sleep(hedge.delay));
+                    }
+                    // The attempts still running may yet answer before the deadline; its
+                    // timer ends the call otherwise.
+                    Started::No | Started::OutOfTime if !running.is_empty() => {}
+                    Started::No => break,
+                    Started::OutOfTime => {
+                        if let Some(b) = budget {
+                            self.on_deadline(&mut failures, b.deadline);
+                        }
+                        break;
+                    }
                 }
+                hedging = false;
             }
+            let metrics = self.metrics;
             let event = std::future::poll_fn(|cx| {
                 for (k, r) in running.iter_mut().enumerate() {
                     if let Some(wait) = &mut r.wait {
@@ -201,9 +270,28 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
                             continue;
                         }
                         r.wait = None;
+                        r.begin(timeout, metrics);
                     }
                     if let Poll::Ready(out) = r.fut.as_mut().poll(cx) {
+                        if let Some(t) = r.timer.take() {
+                            t.finish(metrics);
+                        }
                         return Poll::Ready(Event::Done(k, out));
+                    }
+                }
+                // After the attempts, as `timeout` polls: an answer ready at the deadline wins,
+                // and a deadline that passes with an attempt's timeout ends the call.
+                if let Some(d) = &mut deadline {
+                    if Pin::new(d).poll(cx).is_ready() {
+                        return Poll::Ready(Event::Deadline);
+                    }
+                }
+                for (k, r) in running.iter_mut().enumerate() {
+                    if let Some(cut) = &mut r.cut {
+                        if Pin::new(cut).poll(cx).is_ready() {
+                            let limit = timeout.unwrap_or_default();
+                            return Poll::Ready(Event::Done(k, Err(AttemptError::TimedOut(limit))));
+                        }
                     }
                 }
                 if let Some(t) = &mut timer {
@@ -227,34 +315,59 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
                 Event::Done(k, Err(e)) => {
                     let done = running.remove(k);
                     let open = self.breaker_failed(done.index, done.permit);
-                    let delay =
-                        self.on_failure(&mut failures, done.index, done.attempt, e, open, None);
-                    if !running.is_empty() {
+                    // While other attempts run, the call waits for them: no retry is scheduled.
+                    let others = !running.is_empty();
+                    let delay = self.on_failure(
+                        &mut failures,
+                        done.index,
+                        done.attempt,
+                        e,
+                        open || others,
+                        budget,
+                    );
+                    if others {
                         continue;
                     }
                     match delay {
                         Some(delay) => {
+                            // Shorter than the time left: on_failure schedules no retry that
+                            // would cross the deadline.
                             if !delay.is_zero() {
                                 sleep(delay).await;
                             }
                             next = Some(done.index);
                         }
+                        None if failures.ended_by_deadline().is_some() => break,
                         None if values_started < values.len() => next = Some(values_started),
                         None => break,
                     }
                 }
                 Event::Hedge => {
                     hedges += 1;
-                    let index = if values_started < values.len() {
+                    hedging = true;
+                    next = Some(if values_started < values.len() {
                         values_started
                     } else {
                         values_started - 1
-                    };
-                    if let Some(m) = self.metrics {
-                        m.counters.hedge();
+                    });
+                }
+                Event::Deadline => {
+                    let Some(b) = budget else { break };
+                    // Every attempt still racing is cut, as an unhedged attempt is: a failed
+                    // attempt, reported to its breaker.
+                    for r in running.drain(..) {
+                        self.breaker_failed(r.index, r.permit);
+                        if let Some(m) = self.metrics {
+                            m.failed_attempt();
+                        }
+                        failures.push(
+                            r.index,
+                            r.attempt,
+                            AttemptError::DeadlineExceeded(b.deadline),
+                        );
                     }
-                    tracing::info!(target: "opero", fallback_index = index, hedge = hedges, "hedge started");
-                    next = Some(index);
+                    self.on_deadline(&mut failures, b.deadline);
+                    break;
                 }
             }
         }

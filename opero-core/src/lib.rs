@@ -19,7 +19,8 @@
 //! lookup bounds the calls in flight; one **circuit breaker** ([`CircuitBreaker`]) per fallback
 //! value skips a value that keeps failing, at once and without a delay; **hedging**
 //! ([`HedgeConfig`], async only) starts a second attempt beside a slow one, between the retry
-//! and the rate limit (a hedged attempt takes its own permit).
+//! and the rate limit (a hedged attempt takes its own permit). The deadline bounds a hedged race
+//! as a whole, the attempt timeout each hedged attempt.
 //!
 //! When every attempt fails the call returns [`AllFailedError`], which keeps every attempt's error.
 //! A failing cache backend never fails the call: it runs uncached and the failure is counted in

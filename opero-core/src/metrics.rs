@@ -137,7 +137,7 @@ impl Metrics {
 /// The counters of one pipeline under its name: each event bumps the pipeline's own counter (when
 /// it has one) and goes to the `metrics` facade when that feature is on. Without the feature the
 /// facade half compiles to nothing, so an event costs what it cost before.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct Counters<'a> {
     pub(crate) counters: &'a Metrics,
     pub(crate) pipeline: Option<&'a Arc<str>>,
@@ -201,18 +201,48 @@ impl Counters<'_> {
     pub(crate) fn attempt(&self) -> AttemptTimer {
         AttemptTimer::start()
     }
-    /// Emits an event that has no counter of its own in [`Metrics`] (breaker transitions,
-    /// bulkhead rejections).
-    #[allow(dead_code)] // the hook for the breaker and the bulkhead
-    #[inline(always)]
-    pub(crate) fn event(&self, event: Event) {
-        emit(self.pipeline, event);
+    /// The circuit breaker of fallback position `index` opened (from closed, or again from
+    /// half-open).
+    pub(crate) fn breaker_opened(&self, index: usize) {
+        self.counters.breaker_opened();
+        self.transition(index, "open");
+    }
+    /// The circuit breaker of fallback position `index` went half-open: its first probe was
+    /// asked for.
+    pub(crate) fn breaker_half_opened(&self, index: usize) {
+        self.counters.breaker_half_opened();
+        self.transition(index, "half_open");
+    }
+    /// The circuit breaker of fallback position `index` closed after a successful probe.
+    pub(crate) fn breaker_closed(&self, index: usize) {
+        self.counters.breaker_closed();
+        self.transition(index, "closed");
+    }
+    /// An open circuit breaker refused an attempt. Only the pipeline's counter: the facade sees
+    /// the transitions, and a refused attempt is also a failed call or a fallback switch there.
+    pub(crate) fn breaker_rejection(&self) {
+        self.counters.breaker_rejection();
+    }
+    pub(crate) fn bulkhead_rejection(&self) {
+        self.counters.bulkhead_rejection();
+        emit(self.pipeline, Event::BulkheadRejection);
+    }
+    pub(crate) fn hedge(&self) {
+        self.counters.hedge();
+        emit(self.pipeline, Event::Hedge);
+    }
+    fn transition(&self, fallback_index: usize, to: &'static str) {
+        emit(
+            self.pipeline,
+            Event::BreakerTransition { fallback_index, to },
+        );
     }
 }
 
 /// One thing a pipeline did, as the `metrics` facade sees it; see [`crate::metric_names`].
 #[derive(Clone, Copy, Debug)]
-#[allow(dead_code)] // some variants are only built by the breaker and the bulkhead
+// Without the facade only the variant is used, never what it carries.
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
 pub(crate) enum Event {
     Call,
     AttemptFailed,
@@ -233,6 +263,8 @@ pub(crate) enum Event {
     },
     /// The bulkhead refused a call.
     BulkheadRejection,
+    /// A hedged attempt started beside a slow one.
+    Hedge,
 }
 
 /// The start of one attempt: an instant with the `metrics` feature, nothing without it.
@@ -349,6 +381,7 @@ mod facade {
                 return count(n::BREAKER_TRANSITIONS, pipeline, &extra);
             }
             Event::BulkheadRejection => n::BULKHEAD_REJECTIONS,
+            Event::Hedge => n::HEDGES,
         };
         count(name, pipeline, &[]);
     }
@@ -385,6 +418,7 @@ mod facade {
 /// | `opero_rate_limit_waits_total` | counter | attempts that waited for a rate-limit permit |
 /// | `opero_breaker_transitions_total` | counter | circuit-breaker state changes; labels `fallback_index`, `state` (`open`, `half_open`, `closed`) |
 /// | `opero_bulkhead_rejections_total` | counter | calls the bulkhead refused |
+/// | `opero_hedges_total` | counter | hedged attempts started beside a slow one |
 ///
 /// The counters also read from [`Opero::metrics`](crate::Opero::metrics) (without the feature)
 /// count the same events, except calls and attempts, which only the facade counts so that a
@@ -422,8 +456,12 @@ pub mod metric_names {
     pub const CACHE_UNIDENTIFIED: &str = "opero_cache_unidentified_total";
     /// Attempts that waited for a rate-limit permit.
     pub const RATE_LIMIT_WAITS: &str = "opero_rate_limit_waits_total";
-    /// Circuit-breaker state changes (reserved for the breaker).
+    /// Circuit-breaker state changes, labelled with [`FALLBACK_INDEX_LABEL`] and
+    /// [`STATE_LABEL`] (`open`, `half_open`, `closed`). A breaker goes half-open when the first
+    /// call after its open duration asks for a probe, not when the duration ends.
     pub const BREAKER_TRANSITIONS: &str = "opero_breaker_transitions_total";
-    /// Calls refused by the bulkhead (reserved for the bulkhead).
+    /// Calls refused by the bulkhead.
     pub const BULKHEAD_REJECTIONS: &str = "opero_bulkhead_rejections_total";
+    /// Hedged attempts started beside a slow one.
+    pub const HEDGES: &str = "opero_hedges_total";
 }

@@ -1818,6 +1818,9 @@ impl<C, K, P> OperoBuilder<C, K, P> {
     /// ([`AttemptError::DeadlineExceeded`]); the sync forms check it between attempts (a
     /// blocking attempt cannot be cut). Zero is refused, naming `retry.deadline`.
     ///
+    /// With [`hedge`](Self::hedge) it bounds the whole hedged race: no hedge starts that the
+    /// deadline would overtake, and when it passes every racing attempt is cut.
+    ///
     /// The async forms read the clock lazily: without a guard or a rate limiter, the deadline
     /// (like an attempt timeout's timer) starts at the first attempt's first wait, or at its
     /// failure, so that a call that completes in one poll reads no clock. Work the first attempt
@@ -1858,7 +1861,8 @@ impl<C, K, P> OperoBuilder<C, K, P> {
     /// A sync form cannot preempt a blocking call, so it refuses a pipeline with an attempt
     /// timeout: [`wrap`](Self::wrap) with an [`OperoError`] naming `retry.attempt_timeout`, a
     /// direct sync call with [`AttemptError::Unsupported`]. Zero, or more than the
-    /// [`deadline`](Self::deadline), is refused when built.
+    /// [`deadline`](Self::deadline), is refused when built. With [`hedge`](Self::hedge), each
+    /// hedged attempt has its own timeout, from the moment it starts.
     ///
     /// ```
     /// use opero_core::{AttemptError, Jitter, NoCache, Opero};
@@ -1951,13 +1955,37 @@ impl<C, K, P> OperoBuilder<C, K, P> {
     /// form on a hedged pipeline fails with [`AttemptError::Unsupported`] naming `hedge`, and a
     /// sync wrapper of one is refused when built. Default: none.
     ///
+    /// It sits inside the [`deadline`](Self::deadline) and outside the
+    /// [`attempt_timeout`](Self::attempt_timeout): no hedge starts that the deadline would
+    /// overtake, the deadline ends the whole race (every racing attempt recorded as
+    /// [`AttemptError::DeadlineExceeded`], the call [ended by the
+    /// deadline](AllFailedError::ended_by_deadline)), and the attempt timeout cuts each hedged
+    /// attempt alone ([`AttemptError::TimedOut`]).
+    ///
     /// ```
-    /// use opero_core::{NoCache, Opero};
+    /// use opero_core::{AttemptError, NoCache, Opero};
     /// use std::time::Duration;
     ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
     /// let hedged = Opero::<NoCache>::builder().hedge(Duration::from_millis(50), 1);
     /// let err = hedged.wrap(|x: &u32| Ok::<_, String>(*x)).err().unwrap();
     /// assert_eq!(err.field(), Some("hedge"));
+    ///
+    /// let opero = Opero::<NoCache>::builder()
+    ///     .hedge(Duration::from_millis(50), 3)
+    ///     .deadline(Duration::from_millis(120))
+    ///     .build()
+    ///     .unwrap();
+    /// let start = tokio::time::Instant::now();
+    /// let err = opero
+    ///     .run_async(|| async { std::future::pending::<Result<(), String>>().await })
+    ///     .await
+    ///     .unwrap_err();
+    /// // Attempts at 0, 50 and 100 ms; the hedge due at 150 ms is past the deadline.
+    /// assert_eq!(err.len(), 3);
+    /// assert_eq!(start.elapsed(), Duration::from_millis(120));
+    /// assert_eq!(err.attempts()[2].error, AttemptError::DeadlineExceeded(Duration::from_millis(120)));
+    /// # }
     /// ```
     pub fn hedge(mut self, delay: Duration, max_hedges: u32) -> Self {
         self.config.hedge = Some(HedgeConfig { delay, max_hedges });

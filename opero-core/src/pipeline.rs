@@ -13,7 +13,7 @@ use crate::breaker::{BreakerPermit, BreakerState, Breakers};
 use crate::bulkhead::{Bulkhead, BulkheadPermit};
 use crate::error::{AllFailedError, AttemptError};
 use crate::hedge::HedgeConfig;
-use crate::metrics::{Counters, Metrics};
+use crate::metrics::Counters;
 use crate::rate_limit::RateLimiter;
 use crate::retry::RetryPolicy;
 
@@ -36,7 +36,7 @@ enum Clock {
 /// A running call's deadline.
 #[derive(Clone, Copy)]
 pub(crate) struct Budget {
-    deadline: Duration,
+    pub(crate) deadline: Duration,
     start: Clock,
 }
 
@@ -58,7 +58,7 @@ impl Budget {
     }
 
     /// Time left before the deadline, zero once past it.
-    fn left(&self) -> Duration {
+    pub(crate) fn left(&self) -> Duration {
         let elapsed = match self.start {
             Clock::Tsc(at) => quanta::Instant::now().saturating_duration_since(at),
             Clock::Tokio(at) => at.elapsed(),
@@ -135,7 +135,7 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
             None => Ok(None),
             Some(breakers) => breakers
                 .get(index)
-                .acquire(self.metrics.map(|c| c.counters))
+                .acquire(self.metrics)
                 .map(Some)
                 .ok_or(()),
         }
@@ -156,7 +156,7 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
         match self.guards.and_then(|g| g.bulkhead.as_ref()) {
             None => Ok(None),
             Some(b) => b
-                .enter_blocking_counted(self.metrics.map(|c| c.counters))
+                .enter_blocking_counted(self.metrics)
                 .map(Some)
                 .map_err(|full| self.refused(full.into())),
         }
@@ -167,7 +167,7 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
         match self.guards.and_then(|g| g.bulkhead.as_ref()) {
             None => Ok(None),
             Some(b) => b
-                .enter_counted(self.metrics.map(|c| c.counters))
+                .enter_counted(self.metrics)
                 .await
                 .map(Some)
                 .map_err(|full| self.refused(full.into())),
@@ -250,7 +250,7 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
     }
 
     #[cold]
-    fn on_deadline<E>(&self, failures: &mut AllFailedError<E>, deadline: Duration) {
+    pub(crate) fn on_deadline<E>(&self, failures: &mut AllFailedError<E>, deadline: Duration) {
         if let Some(m) = self.metrics {
             m.deadline_exceeded();
         }
@@ -424,7 +424,7 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
             Some(breakers) => self.loop_sync(
                 BreakerGate {
                     breakers,
-                    metrics: self.metrics.map(|c| c.counters),
+                    metrics: self.metrics,
                 },
                 values,
                 f,
@@ -604,7 +604,7 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
             Some(breakers) => {
                 let gate = BreakerGate {
                     breakers,
-                    metrics: self.metrics.map(|c| c.counters),
+                    metrics: self.metrics,
                 };
                 self.loop_async(gate, values, f, Start::Fresh).await
             }
@@ -760,7 +760,7 @@ impl Gate for NoGate {
 #[derive(Clone, Copy)]
 struct BreakerGate<'a> {
     breakers: &'a Breakers,
-    metrics: Option<&'a Metrics>,
+    metrics: Option<Counters<'a>>,
 }
 
 impl<'b> Gate for BreakerGate<'b> {

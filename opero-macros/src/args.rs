@@ -17,6 +17,7 @@ pub const OPERO_KEYS: &[&str] = &[
     "jitter",
     "retry_on",
     "deadline",
+    "attempt_timeout",
     "arg_fallback",
     "cache",
     "cache_ttl",
@@ -25,8 +26,29 @@ pub const OPERO_KEYS: &[&str] = &[
     "cache_backend",
     "rate_limit",
     "burst",
+    "breaker",
+    "breaker_failure_threshold",
+    "breaker_failure_ratio",
+    "breaker_window",
+    "breaker_min_throughput",
+    "breaker_open_duration",
+    "breaker_half_open_probes",
+    "bulkhead_max_concurrent",
+    "bulkhead_max_queue",
+    "hedge_delay",
+    "max_hedges",
     "name",
     "key",
+];
+
+/// The keys that turn a circuit breaker on, with `breaker` itself.
+const BREAKER_KEYS: &[&str] = &[
+    "breaker_failure_threshold",
+    "breaker_failure_ratio",
+    "breaker_window",
+    "breaker_min_throughput",
+    "breaker_open_duration",
+    "breaker_half_open_probes",
 ];
 
 /// The keys only `#[opmap]` takes.
@@ -68,6 +90,7 @@ pub struct Args {
     pub jitter: Option<At<String>>,
     pub retry_on: Option<Path>,
     pub deadline: Option<Nanos>,
+    pub attempt_timeout: Option<At<Nanos>>,
     pub arg_fallback: Option<Ident>,
     pub cache: Option<bool>,
     pub cache_ttl: Option<Nanos>,
@@ -76,6 +99,19 @@ pub struct Args {
     pub cache_backend: Option<At<String>>,
     pub rate_limit: Option<f64>,
     pub burst: Option<u32>,
+    pub breaker: Option<At<bool>>,
+    pub breaker_failure_threshold: Option<u32>,
+    pub breaker_failure_ratio: Option<f64>,
+    pub breaker_window: Option<Nanos>,
+    pub breaker_min_throughput: Option<u32>,
+    pub breaker_open_duration: Option<Nanos>,
+    pub breaker_half_open_probes: Option<u32>,
+    /// The first `breaker_*` key given, for the error of `breaker = false` beside it.
+    pub breaker_key: Option<Span>,
+    pub bulkhead_max_concurrent: Option<At<usize>>,
+    pub bulkhead_max_queue: Option<usize>,
+    pub hedge_delay: Option<At<Nanos>>,
+    pub max_hedges: Option<At<u32>>,
     pub name: Option<String>,
     pub key: Option<At<Vec<Ident>>>,
     pub mode: Option<At<String>>,
@@ -110,6 +146,7 @@ impl Args {
             return Err(e);
         }
         args.check_delays()?;
+        args.check_limits()?;
         Ok(args)
     }
 
@@ -129,11 +166,16 @@ impl Args {
             ));
         }
         seen.push(key.clone());
+        if BREAKER_KEYS.contains(&key.as_str()) && self.breaker_key.is_none() {
+            self.breaker_key = Some(key_path.span());
+        }
         // A bare flag (`#[opero(cache)]`) means `= true`; only flags may be bare.
         let value = match meta {
             Meta::NameValue(nv) => &nv.value,
-            Meta::Path(_) if matches!(key.as_str(), "cache" | "ordered" | "progress") => {
-                self.set_bool(&key, true);
+            Meta::Path(_)
+                if matches!(key.as_str(), "cache" | "ordered" | "progress" | "breaker") =>
+            {
+                self.set_bool(&key, true, meta.span());
                 return Ok(());
             }
             _ => {
@@ -220,9 +262,71 @@ impl Args {
             }
             "cache_backend" => self.cache_backend = Some(one_of(value, &key, BACKENDS)?),
             "mode" => self.mode = Some(one_of(value, &key, MODES)?),
-            "cache" | "ordered" | "progress" => {
+            "cache" | "ordered" | "progress" | "breaker" => {
                 let b = boolean(value, &key)?;
-                self.set_bool(&key, b);
+                self.set_bool(&key, b, value.span());
+            }
+            "attempt_timeout" => {
+                let timeout = duration(value, &key)?;
+                if timeout == 0 {
+                    return Err(syn::Error::new_spanned(
+                        value,
+                        "`attempt_timeout` must be above zero; leave it out for no timeout",
+                    ));
+                }
+                self.attempt_timeout = Some(At {
+                    value: timeout,
+                    span: value.span(),
+                });
+            }
+            "breaker_failure_threshold" => {
+                self.breaker_failure_threshold = Some(at_least_one(value, &key)?)
+            }
+            "breaker_min_throughput" => {
+                self.breaker_min_throughput = Some(at_least_one(value, &key)?)
+            }
+            "breaker_half_open_probes" => {
+                self.breaker_half_open_probes = Some(at_least_one(value, &key)?)
+            }
+            "breaker_failure_ratio" => {
+                let ratio = number(value, &key)?;
+                if !(ratio > 0.0 && ratio <= 1.0) {
+                    return Err(syn::Error::new_spanned(
+                        value,
+                        format!("`breaker_failure_ratio` must be in (0, 1], not {ratio}"),
+                    ));
+                }
+                self.breaker_failure_ratio = Some(ratio);
+            }
+            "breaker_window" => self.breaker_window = Some(positive_duration(value, &key)?),
+            "breaker_open_duration" => {
+                self.breaker_open_duration = Some(positive_duration(value, &key)?)
+            }
+            "bulkhead_max_concurrent" => {
+                let n: usize = int(value, &key)?;
+                if n == 0 {
+                    return Err(syn::Error::new_spanned(
+                        value,
+                        "`bulkhead_max_concurrent` must be at least 1",
+                    ));
+                }
+                self.bulkhead_max_concurrent = Some(At {
+                    value: n,
+                    span: value.span(),
+                });
+            }
+            "bulkhead_max_queue" => self.bulkhead_max_queue = Some(int(value, &key)?),
+            "hedge_delay" => {
+                self.hedge_delay = Some(At {
+                    value: positive_duration(value, &key)?,
+                    span: value.span(),
+                })
+            }
+            "max_hedges" => {
+                self.max_hedges = Some(At {
+                    value: at_least_one(value, &key)?,
+                    span: value.span(),
+                })
             }
             "cache_namespace" => {
                 let ns = string(value, &key)?;
@@ -274,12 +378,77 @@ impl Args {
         Ok(())
     }
 
-    fn set_bool(&mut self, key: &str, value: bool) {
+    fn set_bool(&mut self, key: &str, value: bool, span: Span) {
         match key {
             "cache" => self.cache = Some(value),
             "ordered" => self.ordered = Some(value),
+            "breaker" => self.breaker = Some(At { value, span }),
             _ => self.progress = Some(value),
         }
+    }
+
+    /// Whether a circuit breaker is on: `breaker` or any `breaker_*` key.
+    fn breaker_on(&self) -> bool {
+        self.breaker.as_ref().is_some_and(|b| b.value) || self.breaker_key.is_some()
+    }
+
+    /// Whether hedging is on: `hedge_delay` or `max_hedges`.
+    fn hedged(&self) -> Option<Span> {
+        self.hedge_delay
+            .as_ref()
+            .map(|d| d.span)
+            .or(self.max_hedges.as_ref().map(|m| m.span))
+    }
+
+    /// The settings that need an async function: an attempt timeout (a blocking call cannot be
+    /// preempted) and hedging (a blocking call cannot run two attempts side by side).
+    pub fn check_async(&self, is_async: bool, what: &str) -> syn::Result<()> {
+        if is_async {
+            return Ok(());
+        }
+        if let Some(t) = &self.attempt_timeout {
+            return Err(syn::Error::new(
+                t.span,
+                format!(
+                    "`attempt_timeout` needs an `async fn`: a blocking call cannot be preempted \
+                     ({what}); bound the whole call with `deadline` instead"
+                ),
+            ));
+        }
+        if let Some(span) = self.hedged() {
+            return Err(syn::Error::new(
+                span,
+                format!(
+                    "hedging needs an `async fn`: a blocking call cannot run two attempts side \
+                     by side ({what})"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_limits(&self) -> syn::Result<()> {
+        if let (Some(timeout), Some(deadline)) = (&self.attempt_timeout, self.deadline) {
+            if timeout.value > deadline {
+                return Err(syn::Error::new(
+                    timeout.span,
+                    format!(
+                        "`attempt_timeout` ({}) is above `deadline` ({}): the deadline would always cut the attempt first",
+                        humantime::format_duration(std::time::Duration::from_nanos(timeout.value)),
+                        humantime::format_duration(std::time::Duration::from_nanos(deadline)),
+                    ),
+                ));
+            }
+        }
+        if let (Some(off), Some(_)) = (&self.breaker, self.breaker_key) {
+            if !off.value {
+                return Err(syn::Error::new(
+                    off.span,
+                    "`breaker = false` beside `breaker_*` settings: drop one or the other",
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn check_delays(&self) -> syn::Result<()> {
@@ -378,6 +547,67 @@ impl Args {
         if let Some(b) = self.burst {
             calls.extend(quote! { .burst(#b) });
         }
+        if let Some(t) = &self.attempt_timeout {
+            let n = t.value;
+            calls.extend(quote! { .attempt_timeout(::core::time::Duration::from_nanos(#n)) });
+        }
+        if self.breaker_on() {
+            let mut fields = quote! {};
+            if let Some(n) = self.breaker_failure_threshold {
+                fields.extend(quote! { failure_threshold: ::core::option::Option::Some(#n), });
+            }
+            if let Some(r) = self.breaker_failure_ratio {
+                fields.extend(quote! { failure_ratio: ::core::option::Option::Some(#r), });
+            }
+            if let Some(n) = self.breaker_window {
+                fields.extend(quote! { window: ::core::time::Duration::from_nanos(#n), });
+            }
+            if let Some(n) = self.breaker_min_throughput {
+                fields.extend(quote! { min_throughput: #n, });
+            }
+            if let Some(n) = self.breaker_open_duration {
+                fields.extend(quote! { open_duration: ::core::time::Duration::from_nanos(#n), });
+            }
+            if let Some(n) = self.breaker_half_open_probes {
+                fields.extend(quote! { half_open_probes: #n, });
+            }
+            calls.extend(quote! {
+                .circuit_breaker(#p::BreakerConfig { #fields ..::core::default::Default::default() })
+            });
+        }
+        if self.bulkhead_max_concurrent.is_some() || self.bulkhead_max_queue.is_some() {
+            let default = quote! { <#p::BulkheadConfig as ::core::default::Default>::default() };
+            let max_concurrent = match &self.bulkhead_max_concurrent {
+                Some(n) => {
+                    let n = n.value;
+                    quote! { #n }
+                }
+                None => quote! { #default.max_concurrent },
+            };
+            let max_queue = match self.bulkhead_max_queue {
+                Some(n) => quote! { #n },
+                None => quote! { #default.max_queue },
+            };
+            calls.extend(quote! { .bulkhead(#max_concurrent, #max_queue) });
+        }
+        if self.hedged().is_some() {
+            let default = quote! { <#p::HedgeConfig as ::core::default::Default>::default() };
+            let delay = match &self.hedge_delay {
+                Some(d) => {
+                    let n = d.value;
+                    quote! { ::core::time::Duration::from_nanos(#n) }
+                }
+                None => quote! { #default.delay },
+            };
+            let max = match &self.max_hedges {
+                Some(m) => {
+                    let n = m.value;
+                    quote! { #n }
+                }
+                None => quote! { #default.max_hedges },
+            };
+            calls.extend(quote! { .hedge(#delay, #max) });
+        }
         calls
     }
 
@@ -401,16 +631,29 @@ impl Args {
     }
 
     /// Items that fail to compile when the chosen backend's cargo feature of `opero` is off.
+    /// With the checks that depend on the target: a bulkhead larger than its semaphore can
+    /// count (`usize::MAX >> 3` permits, tokio's limit) fails to compile there.
     pub fn feature_checks(&self) -> TokenStream {
+        let mut checks = quote! {};
+        if let Some(n) = &self.bulkhead_max_concurrent {
+            let (value, span) = (n.value, n.span);
+            checks.extend(quote_spanned! {span=>
+                const _: () = ::core::assert!(
+                    #value <= ::core::primitive::usize::MAX >> 3,
+                    "`bulkhead_max_concurrent` must be at most usize::MAX >> 3"
+                );
+            });
+        }
         let Some(backend) = &self.cache_backend else {
-            return quote! {};
+            return checks;
         };
         let span = backend.span;
-        match backend.value.as_str() {
+        checks.extend(match backend.value.as_str() {
             "disk" => quote_spanned! {span=> ::opero::__opero_require_disk!{} },
             "redis" => quote_spanned! {span=> ::opero::__opero_require_redis!{} },
             _ => quote! {},
-        }
+        });
+        checks
     }
 
     /// The pipeline's type parameters `C, K, P`.
@@ -493,13 +736,38 @@ where
     N: std::str::FromStr,
     N::Err: std::fmt::Display,
 {
+    let expected = format!("`{key}` expects a non-negative integer, as `{key} = 3`");
     match lit(value) {
-        Some(Lit::Int(i)) => i.base10_parse(),
-        _ => Err(syn::Error::new_spanned(
-            value,
-            format!("`{key}` expects a non-negative integer, as `{key} = 3`"),
-        )),
+        // A negative or oversized literal: say what is expected, not only what the parser saw.
+        Some(Lit::Int(i)) => i
+            .base10_parse()
+            .map_err(|e| syn::Error::new_spanned(value, format!("{expected} ({e})"))),
+        _ => Err(syn::Error::new_spanned(value, expected)),
     }
+}
+
+/// An integer of at least 1.
+fn at_least_one(value: &Expr, key: &str) -> syn::Result<u32> {
+    let n: u32 = int(value, key)?;
+    if n == 0 {
+        return Err(syn::Error::new_spanned(
+            value,
+            format!("`{key}` must be at least 1"),
+        ));
+    }
+    Ok(n)
+}
+
+/// A duration above zero.
+fn positive_duration(value: &Expr, key: &str) -> syn::Result<Nanos> {
+    let d = duration(value, key)?;
+    if d == 0 {
+        return Err(syn::Error::new_spanned(
+            value,
+            format!("`{key}` must be above zero"),
+        ));
+    }
+    Ok(d)
 }
 
 fn boolean(value: &Expr, key: &str) -> syn::Result<bool> {

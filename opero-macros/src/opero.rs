@@ -13,6 +13,10 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
     let func: ItemFn = syn::parse2(item)?;
     let args = Args::parse(attr, Which::Opero)?;
     let sig = analyse(&func.sig, "opero")?;
+    args.check_async(
+        func.sig.asyncness.is_some(),
+        "a sync function's calls are blocking",
+    )?;
     let p = private();
 
     let fallback = fallback_index(&args, &sig)?;

@@ -60,6 +60,10 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> 
         };
         return Err(syn::Error::new(span, expected));
     }
+    args.check_async(
+        is_async,
+        &format!("mode \"{mode}\" runs each attempt as a blocking call"),
+    )?;
     let process = mode.ends_with("process");
     if process && fallback.is_some() {
         return Err(syn::Error::new(

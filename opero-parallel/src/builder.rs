@@ -146,6 +146,11 @@ impl<C, K, P> OpmapBuilder<C, K, P> {
         /// Each item's time budget across its fallback values and retries (see
         /// [`OperoBuilder::deadline`]). Default: none.
         deadline(deadline: Duration);
+        /// How long one attempt of an item may run, for async functions in mode `async` or
+        /// `async_process` (see [`OperoBuilder::attempt_timeout`]); refused by name when a
+        /// blocking map is built (opmap's own `timeout` bounds a process-mode attempt).
+        /// Default: none.
+        attempt_timeout(timeout: Duration);
         /// One circuit breaker per fallback value, shared by every worker: see
         /// [`OperoBuilder::circuit_breaker`]. Default: none.
         circuit_breaker(breaker: BreakerConfig);

@@ -17,6 +17,13 @@
 /// | `jitter` | `"full"`, `"none"` or `"decorrelated"` | `"full"` |
 /// | `retry_on` | a path to `fn(&E) -> bool` | every error |
 /// | `deadline` | the whole call's time budget, a duration above zero (see the README's "Deadlines, timeouts and server hints") | none |
+/// | `attempt_timeout` | one attempt's time, a duration above zero and at most the `deadline`; an `async fn` only (a blocking call cannot be preempted) | none |
+/// | `breaker` | `true`: a circuit breaker per fallback value with the defaults of [`BreakerConfig`](crate::BreakerConfig); any `breaker_*` key also turns it on | off |
+/// | `breaker_failure_threshold` | consecutive failures that open it, at least 1 | `5` |
+/// | `breaker_failure_ratio`, `breaker_min_throughput`, `breaker_window` | the ratio trigger: a share in (0, 1] of failed calls, over at least that many calls (at least 1) in the last window (a duration above zero) | off, `10`, `"30s"` |
+/// | `breaker_open_duration`, `breaker_half_open_probes` | how long it stays open (above zero), and the probes then let through (at least 1) | `"30s"`, `1` |
+/// | `bulkhead_max_concurrent`, `bulkhead_max_queue` | calls in flight (at least 1) and calls waiting for a slot; either turns the bulkhead on | `10`, `0` |
+/// | `hedge_delay`, `max_hedges` | hedging: a hedge after the delay (above zero) without an answer, at most that many (at least 1); either turns it on; an `async fn` only | `"1s"`, `1` |
 /// | `arg_fallback` | a parameter: the function then takes `&[T]` for it (a `Fallbacks<T>` derefs to one) and runs with each value in turn, each with full retries; the value is never part of the cache key | none |
 /// | `cache` | `true` / `false` | `false` |
 /// | `cache_ttl` | a duration | until evicted |
@@ -29,7 +36,11 @@
 ///
 /// Every value is checked when the code compiles: an unknown key, a mistyped value, a duration
 /// that does not parse, a negative rate, an unknown backend, an `arg_fallback` that names no
-/// parameter or a return type that is not a `Result` is a compile error pointing at it. With the
+/// parameter, a setting out of its range, an `attempt_timeout` or hedging on a blocking function,
+/// or a return type that is not a `Result` is a compile error pointing at it. The attribute
+/// cannot turn the breaker's consecutive-failure trigger off (a config file can, with
+/// `"failure_threshold": null`): for a breaker that the ratio alone opens, set
+/// `breaker_failure_threshold` above any run of failures you expect. With the
 /// cache on, the arguments (and `self`) must be `serde::Serialize` and the value a cacheable
 /// `serde` type; every argument is `Clone` (each attempt gets it again; references are copied).
 /// Settings that belong outside the code (a Redis URL, a cache directory) come from the

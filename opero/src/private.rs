@@ -2,8 +2,8 @@
 //! that a user depends on `opero` alone. Not a public API: it changes with the macros.
 
 pub use opero_core::{
-    AllFailedError, AttemptError, Backoff, Fallbacks, FunctionId, Jitter, KeyFn, NoCache, Opero,
-    OperoBuilder, OperoError, RetryOn, StableKey,
+    AllFailedError, AttemptError, Backoff, BreakerConfig, BulkheadConfig, Fallbacks, FunctionId,
+    HedgeConfig, Jitter, KeyFn, NoCache, Opero, OperoBuilder, OperoError, RetryOn, StableKey,
 };
 
 pub use crate::AnyCache;

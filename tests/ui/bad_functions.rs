@@ -35,4 +35,19 @@ fn fallback_map_with_a_cache(id: &u32, key: &str) -> Result<u32, String> {
     Ok(*id)
 }
 
+#[opero(attempt_timeout = "1s")]
+fn blocking_with_an_attempt_timeout(id: u32) -> Result<u32, String> {
+    Ok(id)
+}
+
+#[opero(hedge_delay = "100ms")]
+fn blocking_hedged(id: u32) -> Result<u32, String> {
+    Ok(id)
+}
+
+#[opmap(mode = "thread", max_hedges = 2)]
+fn blocking_hedged_map(id: &u32) -> Result<u32, String> {
+    Ok(*id)
+}
+
 fn main() {}

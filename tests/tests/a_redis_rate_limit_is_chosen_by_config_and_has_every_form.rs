@@ -255,5 +255,9 @@ fn a_lease_takes_up_to_burst_permits_in_one_round_trip() {
         "{:?}",
         start.elapsed()
     );
-    assert!(leased.stats().round_trips <= 12, "{:?}", leased.stats());
+    // Ten round trips when every lease is used in time; a leased permit not used within one
+    // interval of its time is dropped (so that leases never bank stale permits), which a loaded
+    // machine that deschedules this thread turns into a few more trips. Without leases it
+    // would be 101.
+    assert!(leased.stats().round_trips <= 25, "{:?}", leased.stats());
 }

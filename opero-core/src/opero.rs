@@ -11,7 +11,9 @@ use serde::Serialize;
 
 use crate::breaker::{BreakerConfig, Breakers, CircuitBreaker};
 use crate::bulkhead::{Bulkhead, BulkheadConfig};
-use crate::cache::{BuildCache, CacheBackend, CacheFor, CacheSwitch, FlightLease, FlightStart};
+use crate::cache::{
+    BuildCache, CacheBackend, CacheFor, CacheSwitch, FlightLease, FlightStart, KeyScope,
+};
 use crate::config::{CacheConfig, OperoConfig, RateLimitConfig};
 use crate::error::{AllFailedError, AttemptError, OperoError};
 use crate::flight::{Flights, Join};
@@ -883,15 +885,25 @@ where
 
     /// The cache key of a call, or `None` (counted and logged) when the function does not
     /// identify itself (see [`FunctionId`]) or the arguments cannot be hashed.
+    ///
+    /// The key is the one the pipeline's calls use: the stable [`KeyFn::hash`], or for a memory
+    /// backend ([`CacheBackend::LOCAL_KEYS`]) the process-local [`KeyFn::hash_local`].
     pub fn key<'k, A: Serialize + ?Sized>(
         &'k self,
         function: &FunctionId<'k>,
         args: &A,
-    ) -> Option<CacheKey<'k>> {
+    ) -> Option<CacheKey<'k>>
+    where
+        C: KeyScope,
+    {
+        let key_fn = &self.shared.key_fn;
+        let ns_fp = self.shared.namespace_fingerprint;
         self.make_key(function, |ns| {
-            self.shared
-                .key_fn
-                .hash_prepared(ns, self.shared.namespace_fingerprint, function, args)
+            if C::LOCAL {
+                key_fn.hash_local(ns, ns_fp, function, args)
+            } else {
+                key_fn.hash_prepared(ns, ns_fp, function, args)
+            }
         })
     }
 

@@ -34,7 +34,7 @@ pub use opero_cache_redis::{
 pub use opero_core::{
     layers, AllFailedError, Attempt, AttemptError, Backoff, BuildCache, BuildLimiter, CacheBackend,
     CacheConfig, CacheFor, CacheKey, CacheSwitch, CacheValue, Codec, Decoded, ErrorKind, Fallbacks,
-    FlightLease, FlightStart, FunctionId, FunctionLabel, Header, Jitter, KeyFn, Metrics,
+    FlightLease, FlightStart, FunctionId, FunctionLabel, Header, Jitter, KeyFn, KeyScope, Metrics,
     MetricsSnapshot, NoCache, OperoBuilder, OperoConfig, OperoError, RateLimitConfig, RateLimiter,
     Reservation, RetryConfig, RetryOn, RetryPolicy, RetryPredicate, SigningKey, StableKey,
     TokenBucket, Wrapped, WrappedAsync, HEADER_LEN, MAX_DECODE_DEPTH, SIGNED_HEADER_LEN,

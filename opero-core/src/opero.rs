@@ -613,7 +613,9 @@ where
         }
     }
 
-    /// [`call_attempts`](Self::call_attempts) with a cache.
+    /// [`call_attempts`](Self::call_attempts) with a cache: the hit, kept short (the miss and its
+    /// single-flight bookkeeping live in [`call_missed`](Self::call_missed)).
+    #[inline(always)]
     fn call_cached<A, V, T, E, F>(
         &self,
         cache: &C,
@@ -641,11 +643,37 @@ where
         }) else {
             return self.attempts().run_sync(values, |v| f(args, v));
         };
-        let backend_up = match cache.lookup(&key) {
+        match cache.lookup(&key) {
             Ok(Some(hit)) => {
                 self.on_hit(&key);
-                return Ok(hit);
+                Ok(hit)
             }
+            looked_up => self.call_missed(cache, &key, looked_up, args, values, f),
+        }
+    }
+
+    /// A cached call that missed (or whose lookup failed): single-flight in this process and
+    /// across processes, the work, and the store of its value.
+    #[inline(never)]
+    fn call_missed<A, V, T, E, F>(
+        &self,
+        cache: &C,
+        key: &CacheKey<'_>,
+        looked_up: Result<Option<T>, OperoError>,
+        args: &A,
+        values: &[V],
+        mut f: F,
+    ) -> Result<T, AllFailedError<E>>
+    where
+        A: ?Sized,
+        C: CacheFor<A, T>,
+        F: FnMut(&A, &V) -> Result<T, AttemptError<E>>,
+        P: RetryPolicy<E>,
+        E: Display,
+    {
+        let key = *key;
+        let backend_up = match looked_up {
+            Ok(Some(hit)) => return Ok(hit),
             Ok(None) => {
                 self.on_miss(&key);
                 true
@@ -987,6 +1015,7 @@ where
         warn_once_unidentified(function);
     }
 
+    #[inline(always)]
     fn on_hit(&self, key: &CacheKey<'_>) {
         self.counters().cache_hit();
         tracing::debug!(target: "opero", namespace = key.namespace, function = %key.function, "cache hit");

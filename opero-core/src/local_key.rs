@@ -119,7 +119,7 @@ macro_rules! put_le {
     )*};
 }
 
-impl<'a> ser::Serializer for &'a mut Writer {
+impl ser::Serializer for &mut Writer {
     type Ok = ();
     type Error = KeyError;
     type SerializeSeq = Self;

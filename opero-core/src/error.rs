@@ -336,8 +336,18 @@ pub struct Attempt<E> {
 /// assert_eq!(err.last_error(), Some(&"boom"));
 /// assert!(err.to_string().starts_with("all 2 attempts failed"));
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+///
+/// The record lives behind one pointer, allocated at the first failure: an `AllFailedError` is
+/// one word, so a `Result<T, AllFailedError<E>>` is barely larger than `T` (a map's million
+/// outputs stay small), and creating an empty one allocates nothing.
+#[derive(Clone)]
 pub struct AllFailedError<E> {
+    record: Option<Box<Record<E>>>,
+}
+
+/// What an [`AllFailedError`] holds once an attempt failed.
+#[derive(Clone)]
+struct Record<E> {
     /// The first `KEPT_FIRST` attempts, then the most recent ones (at most `KEPT_LAST`).
     attempts: Vec<Attempt<E>>,
     /// Every attempt, kept or not.
@@ -354,13 +364,19 @@ impl<E> AllFailedError<E> {
     pub const KEPT_LAST: usize = 8;
 
     /// An empty record; attempts are pushed as they fail.
-    pub fn new() -> Self {
-        AllFailedError {
-            attempts: Vec::new(),
-            total: 0,
-            fallbacks_tried: 0,
-            deadline: None,
-        }
+    pub const fn new() -> Self {
+        AllFailedError { record: None }
+    }
+
+    fn record_mut(&mut self) -> &mut Record<E> {
+        self.record.get_or_insert_with(|| {
+            Box::new(Record {
+                attempts: Vec::new(),
+                total: 0,
+                fallbacks_tried: 0,
+                deadline: None,
+            })
+        })
     }
 
     /// An error made of a single failure, as a worker crash outside any retry loop.
@@ -372,15 +388,16 @@ impl<E> AllFailedError<E> {
 
     /// Records one failed attempt; past the kept ones, the oldest of the recent ones is dropped.
     pub fn push(&mut self, fallback_index: usize, attempt: u32, error: AttemptError<E>) {
-        if self.attempts.last().map(|a| a.fallback_index) != Some(fallback_index) {
-            self.fallbacks_tried += 1;
+        let record = self.record_mut();
+        if record.attempts.last().map(|a| a.fallback_index) != Some(fallback_index) {
+            record.fallbacks_tried += 1;
         }
-        self.total += 1;
-        if self.attempts.len() == Self::KEPT_FIRST + Self::KEPT_LAST {
+        record.total += 1;
+        if record.attempts.len() == Self::KEPT_FIRST + Self::KEPT_LAST {
             // Eight moves at most, and only past the sixteenth attempt.
-            self.attempts.remove(Self::KEPT_FIRST);
+            record.attempts.remove(Self::KEPT_FIRST);
         }
-        self.attempts.push(Attempt {
+        record.attempts.push(Attempt {
             fallback_index,
             attempt,
             error,
@@ -391,37 +408,37 @@ impl<E> AllFailedError<E> {
     /// `KEPT_FIRST + KEPT_LAST`, else the first and the last ones ([`elided`](Self::elided) says
     /// how many ran in between).
     pub fn attempts(&self) -> &[Attempt<E>] {
-        &self.attempts
+        self.record.as_deref().map_or(&[], |r| &r.attempts)
     }
 
     /// The kept attempts by value.
     pub fn into_attempts(self) -> Vec<Attempt<E>> {
-        self.attempts
+        self.record.map_or_else(Vec::new, |r| r.attempts)
     }
 
     /// How many attempts failed, kept or not.
     pub fn len(&self) -> usize {
-        self.total
+        self.record.as_deref().map_or(0, |r| r.total)
     }
 
     /// How many attempts between the first and the last kept ones were dropped.
     pub fn elided(&self) -> usize {
-        self.total - self.attempts.len()
+        self.len() - self.attempts().len()
     }
 
     /// Whether no attempt was recorded.
     pub fn is_empty(&self) -> bool {
-        self.total == 0
+        self.len() == 0
     }
 
     /// The last attempt.
     pub fn last(&self) -> Option<&Attempt<E>> {
-        self.attempts.last()
+        self.attempts().last()
     }
 
     /// The user's error of the last kept attempt that failed with one.
     pub fn last_error(&self) -> Option<&E> {
-        self.attempts
+        self.attempts()
             .iter()
             .rev()
             .find_map(|a| a.error.user_error())
@@ -429,7 +446,7 @@ impl<E> AllFailedError<E> {
 
     /// The user's error of the last kept attempt that failed with one, by value.
     pub fn into_last_error(self) -> Option<E> {
-        self.attempts
+        self.into_attempts()
             .into_iter()
             .rev()
             .find_map(|a| a.error.into_user_error())
@@ -437,7 +454,7 @@ impl<E> AllFailedError<E> {
 
     /// How many fallback values were tried (a value counts again if it comes back).
     pub fn fallbacks_tried(&self) -> usize {
-        self.fallbacks_tried
+        self.record.as_deref().map_or(0, |r| r.fallbacks_tried)
     }
 
     /// The deadline, when it is what ended the call: a retry whose delay would have crossed it
@@ -460,13 +477,33 @@ impl<E> AllFailedError<E> {
     /// assert!(err.to_string().starts_with("the deadline of 1s ended the call"), "{err}");
     /// ```
     pub fn ended_by_deadline(&self) -> Option<Duration> {
-        self.deadline
+        self.record.as_deref().and_then(|r| r.deadline)
     }
 
     /// Records that `deadline` ended the call (for executors that run the attempt loop
     /// themselves).
     pub fn end_by_deadline(&mut self, deadline: Duration) {
-        self.deadline = Some(deadline);
+        self.record_mut().deadline = Some(deadline);
+    }
+}
+
+impl<E: fmt::Debug> fmt::Debug for AllFailedError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AllFailedError")
+            .field("attempts", &self.attempts())
+            .field("total", &self.len())
+            .field("fallbacks_tried", &self.fallbacks_tried())
+            .field("deadline", &self.ended_by_deadline())
+            .finish()
+    }
+}
+
+impl<E: PartialEq> PartialEq for AllFailedError<E> {
+    fn eq(&self, other: &Self) -> bool {
+        self.attempts() == other.attempts()
+            && self.len() == other.len()
+            && self.fallbacks_tried() == other.fallbacks_tried()
+            && self.ended_by_deadline() == other.ended_by_deadline()
     }
 }
 
@@ -478,10 +515,10 @@ impl<E> Default for AllFailedError<E> {
 
 impl<E: fmt::Display> fmt::Display for AllFailedError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let n = self.total;
+        let n = self.len();
         let (s, fallbacks) = (if n == 1 { "" } else { "s" }, self.fallbacks_tried());
         let fs = if fallbacks == 1 { "" } else { "s" };
-        match self.deadline {
+        match self.ended_by_deadline() {
             Some(deadline) => write!(
                 f,
                 "the deadline of {deadline:?} ended the call after {n} failed attempt{s} across \
@@ -492,7 +529,7 @@ impl<E: fmt::Display> fmt::Display for AllFailedError<E> {
                 "all {n} attempt{s} failed across {fallbacks} fallback value{fs}"
             )?,
         }
-        if let Some(last) = self.attempts.last() {
+        if let Some(last) = self.attempts().last() {
             write!(
                 f,
                 "; last (fallback {}, attempt {}): {}",
@@ -501,7 +538,7 @@ impl<E: fmt::Display> fmt::Display for AllFailedError<E> {
         }
         if n > 1 {
             f.write_str(" [")?;
-            for (i, a) in self.attempts.iter().enumerate() {
+            for (i, a) in self.attempts().iter().enumerate() {
                 if i > 0 {
                     f.write_str("; ")?;
                 }

@@ -2,7 +2,7 @@
 //! key hashing, lookup, clone out) beside what a user would pick instead: a `#[cached]` function
 //! (the `cached` crate), and the bare stores (quick_cache, which `MemoryCache` is built on, and
 //! moka, which `MokaCache` is). The growth group reads a hit from caches of 10³ to 10⁶ entries,
-//! whose cost should stay flat.
+//! whose cost should stay flat, beside the bare quick_cache read with the same stride.
 //!
 //! Memory per entry is not a timing: `a_memory_cache_entry_costs_at_most_twice_a_quick_cache_entry`
 //! in the tests counts it with an allocator and asserts the bound.
@@ -82,6 +82,24 @@ fn growth(c: &mut Criterion) {
                 opero.call(black_box(&i), square).unwrap()
             })
         });
+        drop(opero);
+        // The bare store, read with the same stride: how much of the growth is memory latency.
+        let quick: quick_cache::sync::Cache<u64, u64> =
+            quick_cache::sync::Cache::new(entries as usize);
+        for i in 0..entries {
+            quick.insert(i, i.wrapping_mul(31));
+        }
+        let mut i = 0u64;
+        g.bench_with_input(
+            BenchmarkId::new("quick_cache_get", entries),
+            &entries,
+            |b, &n| {
+                b.iter(|| {
+                    i = (i + 7919) % n;
+                    quick.get(black_box(&i))
+                })
+            },
+        );
     }
     g.finish();
 }

@@ -179,6 +179,9 @@ impl MemoryCache {
 }
 
 impl CacheBackend for MemoryCache {
+    // Entries die with the process: keys need not survive a rebuild.
+    const LOCAL_KEYS: bool = true;
+
     #[inline]
     fn get<V: CacheValue>(&self, key: &CacheKey<'_>) -> Result<Option<V>, OperoError> {
         let Some(slot) = self.inner.store.get(&key.hash) else {

@@ -95,6 +95,9 @@ impl MokaCache {
 }
 
 impl CacheBackend for MokaCache {
+    // Entries die with the process: keys need not survive a rebuild.
+    const LOCAL_KEYS: bool = true;
+
     fn get<V: CacheValue>(&self, key: &CacheKey<'_>) -> Result<Option<V>, OperoError> {
         let Some(entry) = self.store.get(&key.hash) else {
             return Ok(None);

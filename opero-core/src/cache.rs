@@ -82,6 +82,13 @@ impl<T: Clone + Serialize + DeserializeOwned + Send + Sync + 'static> CacheValue
 /// assert_eq!(runs, 1);
 /// ```
 pub trait CacheBackend: Send + Sync {
+    /// Whether this backend's entries live and die with the process (a memory cache), so that
+    /// their keys need not be stable across builds: the pipeline then keys on
+    /// [`KeyFn::hash_local`], which for [`StableKey`](crate::StableKey) is several times cheaper
+    /// than the stable hash. A backend whose entries outlive the process or are shared with other
+    /// processes (disk, Redis) must keep the default, `false`.
+    const LOCAL_KEYS: bool = false;
+
     /// The value under `key`, or `None` on a miss, an expired entry, or an entry of another type.
     fn get<V: CacheValue>(&self, key: &CacheKey<'_>) -> Result<Option<V>, OperoError>;
 
@@ -239,6 +246,7 @@ impl FlightLease {
 macro_rules! forward_cache_backend {
     ($($ty:ty),*) => {$(
         impl<C: CacheBackend + ?Sized> CacheBackend for $ty {
+            const LOCAL_KEYS: bool = C::LOCAL_KEYS;
             fn get<V: CacheValue>(&self, key: &CacheKey<'_>) -> Result<Option<V>, OperoError> {
                 (**self).get(key)
             }
@@ -404,6 +412,31 @@ impl<D: CacheBackend> CacheSwitch for NoCache<D> {
     }
 }
 
+/// Which key a pipeline's cache type takes: the stable one of [`KeyFn::hash`], or the
+/// process-local one of [`KeyFn::hash_local`] for a backend whose
+/// [`LOCAL_KEYS`](CacheBackend::LOCAL_KEYS) is set. Implemented for every [`CacheBackend`] and
+/// for [`NoCache`] (stable keys).
+///
+/// # Examples
+///
+/// ```
+/// use opero_core::{KeyScope, NoCache};
+///
+/// assert!(!<NoCache as KeyScope>::LOCAL);
+/// ```
+pub trait KeyScope {
+    /// Whether keys are process-local.
+    const LOCAL: bool;
+}
+
+impl<C: CacheBackend> KeyScope for C {
+    const LOCAL: bool = C::LOCAL_KEYS;
+}
+
+impl<D> KeyScope for NoCache<D> {
+    const LOCAL: bool = false;
+}
+
 /// What a pipeline's cache type needs of a call's arguments `A` and value `T`: with a backend,
 /// serializable arguments and a [`CacheValue`]; with [`NoCache`], nothing. The pipeline's forms
 /// are bounded by it, so a pipeline that cannot cache asks nothing of values and arguments.
@@ -482,7 +515,11 @@ impl<C: CacheBackend, A: Serialize + ?Sized, T: CacheValue> CacheFor<A, T> for C
         function: &FunctionId<'_>,
         args: &A,
     ) -> Result<u128, OperoError> {
-        key_fn.hash_prepared(namespace, namespace_fingerprint, function, args)
+        if C::LOCAL_KEYS {
+            key_fn.hash_local(namespace, namespace_fingerprint, function, args)
+        } else {
+            key_fn.hash_prepared(namespace, namespace_fingerprint, function, args)
+        }
     }
     fn lookup(&self, key: &CacheKey<'_>) -> Result<Option<T>, OperoError> {
         self.get::<T>(key)

@@ -53,9 +53,9 @@ pub struct FunctionId<'a> {
     name: Option<&'a str>,
     type_name: &'static str,
     location: Option<&'static Location<'static>>,
-    /// The identity's fingerprint: of the name, or of the automatic identity; `None` for an
-    /// unidentified function.
-    fingerprint: Option<u128>,
+    /// The identity's fingerprint: of the name, or of the automatic identity; zero for an
+    /// unidentified function (no 128-bit hash is expected to be zero).
+    fingerprint: u128,
 }
 
 impl<'a> FunctionId<'a> {
@@ -71,7 +71,7 @@ impl<'a> FunctionId<'a> {
             name: Some(name),
             type_name: "",
             location: None,
-            fingerprint: Some(fingerprint),
+            fingerprint,
         }
     }
 
@@ -81,25 +81,55 @@ impl<'a> FunctionId<'a> {
     /// closure that captures nothing is identified by its type name and the location. Any other
     /// callable is unidentified (see the type's documentation) until [`or_named`](Self::or_named)
     /// gives it a name.
+    #[inline]
     pub fn of<F>(location: &'static Location<'static>) -> FunctionId<'static> {
+        if std::mem::size_of::<F>() == 0 {
+            // A call site called again (the usual case) is answered by this thread's last
+            // identity, before any look at the type name.
+            let site = location as *const Location<'_> as usize;
+            if let Some((known_type, known_site, fp, closure)) = LAST_IDENTITY.with(Cell::get) {
+                if known_type == typeid::of::<F>() && known_site == site {
+                    return FunctionId::identified::<F>(location, fp, closure);
+                }
+            }
+        }
+        Self::of_slow::<F>(location)
+    }
+
+    /// [`of`](Self::of) for a callable this thread did not identify last.
+    #[cold]
+    #[inline(never)]
+    fn of_slow<F>(location: &'static Location<'static>) -> FunctionId<'static> {
         let type_name = std::any::type_name::<F>();
         let closure = is_closure(type_name);
-        let anonymous = if std::mem::size_of::<F>() == 0 {
-            identify(
+        if std::mem::size_of::<F>() == 0 {
+            let fp = identify(
                 typeid::of::<F>(),
                 type_name,
                 closure.then_some(location),
                 location,
-            )
-        } else {
-            None
-        };
+            );
+            return FunctionId::identified::<F>(location, fp, closure);
+        }
         FunctionId {
             name: None,
             type_name,
-            // Kept for an unidentified function too: warnings name the place to fix.
-            location: (closure || anonymous.is_none()).then_some(location),
-            fingerprint: anonymous,
+            // Kept for an unidentified function: warnings name the place to fix.
+            location: Some(location),
+            fingerprint: 0,
+        }
+    }
+
+    /// The automatic identity of a zero-sized `F` whose fingerprint is `fp` (zero: unidentified).
+    #[inline(always)]
+    fn identified<F>(location: &'static Location<'static>, fp: u128, closure: bool) -> Self {
+        FunctionId {
+            name: None,
+            type_name: std::any::type_name::<F>(),
+            // A closure's place is part of its identity; an unidentified function's place is
+            // where to fix it.
+            location: (closure || fp == 0).then_some(location),
+            fingerprint: fp,
         }
     }
 
@@ -109,7 +139,7 @@ impl<'a> FunctionId<'a> {
             name: None,
             type_name: "",
             location: None,
-            fingerprint: None,
+            fingerprint: 0,
         }
     }
 
@@ -129,7 +159,7 @@ impl<'a> FunctionId<'a> {
     /// Whether this id names one function: a user's name, or an automatic identity (see the
     /// type's documentation). A call whose function is not identified is never cached.
     pub fn identifies(&self) -> bool {
-        self.fingerprint.is_some()
+        self.fingerprint != 0
     }
 
     /// The type name of the function, when it was not named (empty for a named one).
@@ -146,7 +176,7 @@ impl<'a> FunctionId<'a> {
     /// A 128-bit fingerprint of the identity: a one-shot hash of the name, or the automatic
     /// identity's. Zero for an unidentified function, which never reaches a key.
     fn fingerprint(&self) -> u128 {
-        self.fingerprint.unwrap_or(0)
+        self.fingerprint
     }
 
     /// The identity's 128-bit fingerprint, as bytes (what a key hashes for the function).
@@ -188,41 +218,21 @@ pub fn namespace_fingerprint(namespace: &str) -> u128 {
     xxh3_128_with_seed(namespace.as_bytes(), SEED_NAMESPACE)
 }
 
-/// The fingerprint of a zero-sized callable's automatic identity, or `None` when another callable
-/// of this process already holds the same one.
+/// The fingerprint of a zero-sized callable's automatic identity, or zero (unidentified) when
+/// another callable of this process already holds the same one.
 ///
 /// A type name plus a location can be shared by two different closures (passed through a generic
 /// helper without `#[track_caller]`). Their `TypeId`s differ, so a registry from fingerprint to
 /// `TypeId` tells them apart within the process: the first keeps the identity, the others are
 /// unidentified and run uncached. The `TypeId` never enters a key (it changes between builds); it
-/// only guards this process. A one-entry cache per thread keeps a repeated call site off the lock.
-#[inline]
+/// only guards this process. A one-entry cache per thread ([`FunctionId::of`]) keeps a repeated
+/// call site off the lock and off this hashing.
 fn identify(
     type_id: std::any::TypeId,
     type_name: &'static str,
     closure_site: Option<&'static Location<'static>>,
     site: &'static Location<'static>,
-) -> Option<u128> {
-    let site_addr = site as *const Location<'_> as usize;
-    if let Some((known_type, known_site, fp)) = LAST_IDENTITY.with(Cell::get) {
-        if known_type == type_id && known_site == site_addr {
-            // Zero stands for "unidentified": no 128-bit hash is expected to be zero.
-            return (fp != 0).then_some(fp);
-        }
-    }
-    identify_slow(type_id, type_name, closure_site, site, site_addr)
-}
-
-/// [`identify`] for a callable this thread did not identify last: hash, then the registry.
-#[cold]
-#[inline(never)]
-fn identify_slow(
-    type_id: std::any::TypeId,
-    type_name: &'static str,
-    closure_site: Option<&'static Location<'static>>,
-    site: &'static Location<'static>,
-    site_addr: usize,
-) -> Option<u128> {
+) -> u128 {
     let mut fp = xxh3_128_with_seed(type_name.as_bytes(), SEED_TYPE);
     if let Some(loc) = closure_site {
         let at = (u64::from(loc.line()) << 32) | u64::from(loc.column());
@@ -233,9 +243,13 @@ fn identify_slow(
         // A poisoned lock only means another thread panicked while inserting; the map is whole.
         let mut map = registry.lock().unwrap_or_else(|p| p.into_inner());
         let holder = *map.entry(fp).or_insert(type_id);
-        (holder == type_id).then_some(fp)
+        if holder == type_id {
+            fp
+        } else {
+            0
+        }
     };
-    if verdict.is_none() {
+    if verdict == 0 {
         tracing::warn!(
             target: "opero",
             function = type_name,
@@ -244,13 +258,16 @@ fn identify_slow(
              #[track_caller]?); this one runs uncached until it is given a name"
         );
     }
-    LAST_IDENTITY.with(|last| last.set(Some((type_id, site_addr, verdict.unwrap_or(0)))));
+    let site_addr = site as *const Location<'_> as usize;
+    let closure = closure_site.is_some();
+    LAST_IDENTITY.with(|last| last.set(Some((type_id, site_addr, verdict, closure))));
     verdict
 }
 
 thread_local! {
-    /// The last callable identified on this thread: its type, call site and fingerprint.
-    static LAST_IDENTITY: Cell<Option<(std::any::TypeId, usize, u128)>> =
+    /// The last callable identified on this thread: its type, call site, fingerprint (zero:
+    /// unidentified) and whether it is a closure.
+    static LAST_IDENTITY: Cell<Option<(std::any::TypeId, usize, u128, bool)>> =
         const { Cell::new(None) };
 }
 
@@ -364,6 +381,36 @@ pub trait KeyFn: Send + Sync {
         let _ = namespace_fingerprint;
         self.hash(namespace, function, args)
     }
+
+    /// The hash of a key that never leaves this process: a memory cache's
+    /// ([`CacheBackend::LOCAL_KEYS`](crate::CacheBackend::LOCAL_KEYS)). It need not be stable
+    /// across builds or equal [`hash`](KeyFn::hash), but must keep every distinction `hash`
+    /// makes: inputs `hash` tells apart get different local hashes too. The default is
+    /// [`hash_prepared`](KeyFn::hash_prepared), so a key function of one's own applies
+    /// unchanged; [`StableKey`] uses a faster hash.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use opero_core::{namespace_fingerprint, FunctionId, KeyFn, StableKey};
+    ///
+    /// let (f, g) = (FunctionId::named("f"), FunctionId::named("g"));
+    /// let ns = namespace_fingerprint("opero");
+    /// let a = StableKey.hash_local("opero", ns, &f, &7u64).unwrap();
+    /// assert_eq!(a, StableKey.hash_local("opero", ns, &f, &7u64).unwrap());
+    /// assert_ne!(a, StableKey.hash_local("opero", ns, &g, &7u64).unwrap());
+    /// assert_ne!(a, StableKey.hash_local("opero", ns, &f, &8u64).unwrap());
+    /// ```
+    #[inline]
+    fn hash_local<A: Serialize + ?Sized>(
+        &self,
+        namespace: &str,
+        namespace_fingerprint: u128,
+        function: &FunctionId<'_>,
+        args: &A,
+    ) -> Result<u128, OperoError> {
+        self.hash_prepared(namespace, namespace_fingerprint, function, args)
+    }
 }
 
 macro_rules! forward_key_fn {
@@ -386,6 +433,17 @@ macro_rules! forward_key_fn {
                 args: &A,
             ) -> Result<u128, OperoError> {
                 (**self).hash_prepared(namespace, namespace_fingerprint, function, args)
+            }
+
+            #[inline]
+            fn hash_local<A: Serialize + ?Sized>(
+                &self,
+                namespace: &str,
+                namespace_fingerprint: u128,
+                function: &FunctionId<'_>,
+                args: &A,
+            ) -> Result<u128, OperoError> {
+                (**self).hash_local(namespace, namespace_fingerprint, function, args)
             }
         }
     )*};
@@ -451,6 +509,38 @@ impl KeyFn for StableKey {
             }
             Err(postcard::Error::SerializeBufferFull) => streamed(&buf[..PREFIX], args),
             Err(e) => Err(hash_error(e)),
+        }
+    }
+
+    /// XXH3-128 of the arguments alone, written by a serializer of its own straight into a stack
+    /// buffer (postcard's machinery cost more than the hash), seeded by the identity (namespace
+    /// and function), then XORed with the identity's 128 bits: the namespace and the function
+    /// are never re-hashed per call, and a small argument hashes in a few dozen instructions.
+    ///
+    /// Distinct inputs stay apart: equal identities give equal seeds, so the keys differ as
+    /// XXH3-128 of distinct byte strings under one seed; distinct identities give keys that
+    /// differ unless two unrelated 128-bit values coincide.
+    #[inline]
+    fn hash_local<A: Serialize + ?Sized>(
+        &self,
+        namespace: &str,
+        namespace_fingerprint: u128,
+        function: &FunctionId<'_>,
+        args: &A,
+    ) -> Result<u128, OperoError> {
+        if !function.identifies() {
+            return self.hash_prepared(namespace, namespace_fingerprint, function, args);
+        }
+        // Both fingerprints are XXH3 outputs under distinct seeds; the rotation keeps a
+        // namespace and a function from cancelling when their fingerprints are swapped.
+        let identity = namespace_fingerprint ^ function.fingerprint().rotate_left(64);
+        let seed = (identity as u64) ^ ((identity >> 64) as u64);
+        match crate::local_key::hash(args, seed) {
+            Ok(hash) => Ok(hash ^ identity),
+            Err(e) => Err(OperoError::new(
+                ErrorKind::Codec,
+                format!("cannot hash arguments: {e}"),
+            )),
         }
     }
 }

@@ -59,6 +59,7 @@ mod flight;
 mod hedge;
 mod key;
 pub mod layers;
+mod local_key;
 mod metrics;
 mod opero;
 mod pipeline;
@@ -69,7 +70,8 @@ mod sleep;
 pub use breaker::{BreakerConfig, BreakerPermit, BreakerState, CircuitBreaker};
 pub use bulkhead::{Bulkhead, BulkheadConfig, BulkheadFull, BulkheadPermit};
 pub use cache::{
-    BuildCache, CacheBackend, CacheFor, CacheSwitch, CacheValue, FlightLease, FlightStart, NoCache,
+    BuildCache, CacheBackend, CacheFor, CacheSwitch, CacheValue, FlightLease, FlightStart,
+    KeyScope, NoCache,
 };
 pub use codec::{
     Codec, Decoded, Header, SigningKey, HEADER_LEN, MAX_DECODE_DEPTH, SIGNED_HEADER_LEN,

@@ -11,7 +11,9 @@ use serde::Serialize;
 
 use crate::breaker::{BreakerConfig, Breakers, CircuitBreaker};
 use crate::bulkhead::{Bulkhead, BulkheadConfig};
-use crate::cache::{BuildCache, CacheBackend, CacheFor, CacheSwitch, FlightLease, FlightStart};
+use crate::cache::{
+    BuildCache, CacheBackend, CacheFor, CacheSwitch, FlightLease, FlightStart, KeyScope,
+};
 use crate::config::{CacheConfig, OperoConfig, RateLimitConfig};
 use crate::error::{AllFailedError, AttemptError, OperoError};
 use crate::flight::{Flights, Join};
@@ -614,7 +616,9 @@ where
         }
     }
 
-    /// [`call_attempts`](Self::call_attempts) with a cache.
+    /// [`call_attempts`](Self::call_attempts) with a cache: the hit, kept short (the miss and its
+    /// single-flight bookkeeping live in [`call_missed`](Self::call_missed)).
+    #[inline(always)]
     fn call_cached<A, V, T, E, F>(
         &self,
         cache: &C,
@@ -642,11 +646,37 @@ where
         }) else {
             return self.attempts().run_sync(values, |v| f(args, v));
         };
-        let backend_up = match cache.lookup(&key) {
+        match cache.lookup(&key) {
             Ok(Some(hit)) => {
                 self.on_hit(&key);
-                return Ok(hit);
+                Ok(hit)
             }
+            looked_up => self.call_missed(cache, &key, looked_up, args, values, f),
+        }
+    }
+
+    /// A cached call that missed (or whose lookup failed): single-flight in this process and
+    /// across processes, the work, and the store of its value.
+    #[inline(never)]
+    fn call_missed<A, V, T, E, F>(
+        &self,
+        cache: &C,
+        key: &CacheKey<'_>,
+        looked_up: Result<Option<T>, OperoError>,
+        args: &A,
+        values: &[V],
+        mut f: F,
+    ) -> Result<T, AllFailedError<E>>
+    where
+        A: ?Sized,
+        C: CacheFor<A, T>,
+        F: FnMut(&A, &V) -> Result<T, AttemptError<E>>,
+        P: RetryPolicy<E>,
+        E: Display,
+    {
+        let key = *key;
+        let backend_up = match looked_up {
+            Ok(Some(hit)) => return Ok(hit),
             Ok(None) => {
                 self.on_miss(&key);
                 true
@@ -893,15 +923,25 @@ where
 
     /// The cache key of a call, or `None` (counted and logged) when the function does not
     /// identify itself (see [`FunctionId`]) or the arguments cannot be hashed.
+    ///
+    /// The key is the one the pipeline's calls use: the stable [`KeyFn::hash`], or for a memory
+    /// backend ([`CacheBackend::LOCAL_KEYS`]) the process-local [`KeyFn::hash_local`].
     pub fn key<'k, A: Serialize + ?Sized>(
         &'k self,
         function: &FunctionId<'k>,
         args: &A,
-    ) -> Option<CacheKey<'k>> {
+    ) -> Option<CacheKey<'k>>
+    where
+        C: KeyScope,
+    {
+        let key_fn = &self.shared.key_fn;
+        let ns_fp = self.shared.namespace_fingerprint;
         self.make_key(function, |ns| {
-            self.shared
-                .key_fn
-                .hash_prepared(ns, self.shared.namespace_fingerprint, function, args)
+            if C::LOCAL {
+                key_fn.hash_local(ns, ns_fp, function, args)
+            } else {
+                key_fn.hash_prepared(ns, ns_fp, function, args)
+            }
         })
     }
 
@@ -985,6 +1025,7 @@ where
         warn_once_unidentified(function);
     }
 
+    #[inline(always)]
     fn on_hit(&self, key: &CacheKey<'_>) {
         self.counters().cache_hit();
         tracing::debug!(target: "opero", namespace = key.namespace, function = %key.function, "cache hit");

@@ -32,12 +32,13 @@ pub use opero_cache_redis::{
     RedisOptions, RedisRateLimiter,
 };
 pub use opero_core::{
-    layers, AllFailedError, Attempt, AttemptError, Backoff, BuildCache, BuildLimiter, CacheBackend,
-    CacheConfig, CacheFor, CacheKey, CacheSwitch, CacheValue, Codec, Decoded, ErrorKind, Fallbacks,
-    FlightLease, FlightStart, FunctionId, FunctionLabel, Header, Jitter, KeyFn, Metrics,
-    MetricsSnapshot, NoCache, OperoBuilder, OperoConfig, OperoError, RateLimitConfig, RateLimiter,
-    Reservation, RetryConfig, RetryOn, RetryPolicy, RetryPredicate, SigningKey, StableKey,
-    TokenBucket, Wrapped, WrappedAsync, HEADER_LEN, MAX_DECODE_DEPTH, SIGNED_HEADER_LEN,
+    layers, namespace_fingerprint, AllFailedError, Attempt, AttemptError, Backoff, BuildCache,
+    BuildLimiter, CacheBackend, CacheConfig, CacheFor, CacheKey, CacheSwitch, CacheValue, Codec,
+    Decoded, ErrorKind, Fallbacks, FlightLease, FlightStart, FunctionId, FunctionLabel, Header,
+    Jitter, KeyFn, KeyScope, Metrics, MetricsSnapshot, NoCache, OperoBuilder, OperoConfig,
+    OperoError, RateLimitConfig, RateLimiter, Reservation, RetryConfig, RetryOn, RetryPolicy,
+    RetryPredicate, SigningKey, StableKey, TokenBucket, Wrapped, WrappedAsync, HEADER_LEN,
+    MAX_DECODE_DEPTH, SIGNED_HEADER_LEN,
 };
 pub use opero_core::{metric_names, timeout, Elapsed, MAX_RATE};
 pub use opero_core::{AcceptOk, CustomPolicy, NoHint, OkCheck, OkPolicy, RetryHint};

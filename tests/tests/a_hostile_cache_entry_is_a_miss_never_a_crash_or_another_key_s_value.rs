@@ -42,7 +42,7 @@ fn pipeline<C: CacheBackend>(cache: C) -> Opero<C> {
     cached(cache).named("tree")
 }
 
-fn key_of<'k, C>(opero: &'k Opero<C>, arg: &u32) -> CacheKey<'k> {
+fn key_of<'k, C: opero::KeyScope>(opero: &'k Opero<C>, arg: &u32) -> CacheKey<'k> {
     opero.key(&FunctionId::named("tree"), arg).unwrap()
 }
 

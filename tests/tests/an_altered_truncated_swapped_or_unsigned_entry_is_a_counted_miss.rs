@@ -48,7 +48,7 @@ impl Raw for RedisRaw {
     }
 }
 
-fn key_of<'k, C>(opero: &'k Opero<C>, arg: &str) -> CacheKey<'k> {
+fn key_of<'k, C: opero::KeyScope>(opero: &'k Opero<C>, arg: &str) -> CacheKey<'k> {
     opero.key(&FunctionId::named("profile"), arg).unwrap()
 }
 

@@ -77,6 +77,7 @@ run_part() {
   files=$(part_files "$part")
   re=$(part_re "$part")
   tests=$(part_tests "$part")
+  mkdir -p "mutants.out/$part"
   local args=(--in-place --no-shuffle -p "$package" -o "mutants.out/$part")
   local f
   for f in $files; do args+=(-f "$f"); done

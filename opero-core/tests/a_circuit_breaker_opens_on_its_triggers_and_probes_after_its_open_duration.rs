@@ -198,3 +198,30 @@ async fn it_half_opens_after_exactly_its_open_duration_and_lets_its_probes_throu
         "closed again, threshold 1 as before"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_breaker_that_closed_again_judges_only_calls_made_since() {
+    let b = ratio_breaker();
+    for _ in 0..4 {
+        fail(&b);
+    }
+    assert_eq!(b.state(), BreakerState::Open);
+    advance(Duration::from_secs(5)).await;
+    b.try_acquire().expect("a probe").success();
+    assert_eq!(b.state(), BreakerState::Closed);
+    // Still inside the 10 s window of the four failures, which no longer count.
+    fail(&b);
+    succeed(&b);
+    fail(&b);
+    assert_eq!(
+        b.state(),
+        BreakerState::Closed,
+        "3 calls since closing: below min_throughput"
+    );
+    fail(&b);
+    assert_eq!(
+        b.state(),
+        BreakerState::Open,
+        "3 failures in the 4 calls since closing"
+    );
+}

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use opero_core::{
+use crate::{
     Backoff, CustomPolicy, Jitter, NoCache, NoHint, Opero, RetryConfig, RetryHint, RetryOn,
     RetryPolicy, RetryPredicate,
 };

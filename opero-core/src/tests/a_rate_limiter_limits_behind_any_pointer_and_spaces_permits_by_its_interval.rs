@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use opero_core::{RateLimitConfig, RateLimiter, TokenBucket};
+use crate::{RateLimitConfig, RateLimiter, TokenBucket};
 use tokio::time::Instant;
 
 fn ms(n: u64) -> Duration {

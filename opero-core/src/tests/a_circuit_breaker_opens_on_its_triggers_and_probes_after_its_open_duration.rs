@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use opero_core::{BreakerConfig, BreakerState, CircuitBreaker};
+use crate::{BreakerConfig, BreakerState, CircuitBreaker};
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)

@@ -225,3 +225,16 @@ async fn a_breaker_that_closed_again_judges_only_calls_made_since() {
         "3 failures in the 4 calls since closing"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn failures_from_the_middle_of_the_window_still_count_when_a_new_bucket_starts() {
+    let b = ratio_breaker();
+    advance(ms(5500)).await;
+    for _ in 0..3 {
+        fail(&b);
+    }
+    // The first bucket's slot is reused 5 s later; the failures of 5.5 s are still in the window.
+    advance(ms(5000)).await;
+    fail(&b);
+    assert_eq!(b.state(), BreakerState::Open);
+}

@@ -238,3 +238,28 @@ async fn failures_from_the_middle_of_the_window_still_count_when_a_new_bucket_st
     fail(&b);
     assert_eq!(b.state(), BreakerState::Open);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_probe_of_an_earlier_half_open_spell_gives_back_no_place_of_the_next() {
+    let b = CircuitBreaker::new(&BreakerConfig {
+        failure_threshold: Some(1),
+        open_duration: Duration::from_secs(1),
+        half_open_probes: 2,
+        ..Default::default()
+    })
+    .unwrap();
+    fail(&b);
+    advance(Duration::from_secs(1)).await;
+    let stale = b.try_acquire().expect("probe of the first spell");
+    b.try_acquire().expect("second probe").failure();
+    assert_eq!(b.state(), BreakerState::Open);
+    advance(Duration::from_secs(1)).await;
+    let _c = b.try_acquire().expect("probe of the second spell");
+    let _d = b.try_acquire().expect("second probe of the second spell");
+    assert!(b.try_acquire().is_none());
+    drop(stale);
+    assert!(
+        b.try_acquire().is_none(),
+        "the stale probe held no place in this spell"
+    );
+}

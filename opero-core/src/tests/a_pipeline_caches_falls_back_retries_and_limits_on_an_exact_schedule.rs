@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use crate::{
     AttemptError, BuildCache, CacheBackend, CacheConfig, CacheKey, CacheValue, Codec, Decoded,
-    Fallbacks, Header, Jitter, NoCache, Opero, OperoBuilder, OperoError,
+    Fallbacks, FlightLease, FlightStart, Header, Jitter, NoCache, Opero, OperoBuilder, OperoError,
 };
 
 fn ms(n: u64) -> Duration {
@@ -367,4 +367,104 @@ async fn an_attempt_timeout_cuts_a_late_attempt_and_the_backoff_retries_it() {
             ..
         }
     ));
+}
+
+#[test]
+fn cache_true_builds_the_backend_from_the_config_and_caches() {
+    let opero = Opero::<MapCache>::builder().cache(true).build().unwrap();
+    let mut runs = 0;
+    for _ in 0..2 {
+        opero
+            .named("f")
+            .call(&1u8, |x: &u8| {
+                runs += 1;
+                Ok::<_, String>(*x)
+            })
+            .unwrap();
+    }
+    assert_eq!(runs, 1);
+    let off = Opero::<MapCache>::builder().cache(false).build().unwrap();
+    assert!(off.cache().is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrent_misses_of_one_key_run_the_work_once_and_share_its_value() {
+    let opero = cached();
+    let runs = AtomicU32::new(0);
+    let slow = |x: u32| {
+        runs.fetch_add(1, Ordering::Relaxed);
+        async move {
+            tokio::time::sleep(ms(100)).await;
+            Ok::<_, String>(x * 10)
+        }
+    };
+    let f = opero.named("slow");
+    let (a, b, c) = tokio::join!(
+        f.call_async(7u32, slow),
+        f.call_async(7u32, slow),
+        f.call_async(8u32, slow)
+    );
+    assert_eq!((a.unwrap(), b.unwrap(), c.unwrap()), (70, 70, 80));
+    assert_eq!(runs.load(Ordering::Relaxed), 2, "once per key");
+}
+
+/// A backend that takes part in single flight across processes: it leads every miss and
+/// records the leases the pipeline ends.
+#[derive(Default)]
+struct LeasingCache {
+    map: MapCache,
+    ended: Mutex<Vec<String>>,
+}
+
+impl BuildCache for LeasingCache {
+    fn build(_config: &CacheConfig) -> Result<Self, OperoError> {
+        Ok(LeasingCache::default())
+    }
+}
+
+impl CacheBackend for LeasingCache {
+    fn get<V: CacheValue>(&self, key: &CacheKey<'_>) -> Result<Option<V>, OperoError> {
+        self.map.get(key)
+    }
+    fn set<V: CacheValue>(
+        &self,
+        key: &CacheKey<'_>,
+        value: &V,
+        ttl: Option<Duration>,
+    ) -> Result<(), OperoError> {
+        self.map.set(key, value, ttl)
+    }
+    fn delete(&self, key: &CacheKey<'_>) -> Result<(), OperoError> {
+        self.map.delete(key)
+    }
+    fn clear(&self, namespace: &str) -> Result<(), OperoError> {
+        self.map.clear(namespace)
+    }
+    fn flight_begin(&self, key: &CacheKey<'_>) -> Result<FlightStart, OperoError> {
+        Ok(FlightStart::Lead(FlightLease::new(key.to_string())))
+    }
+    fn flight_end(&self, key: &CacheKey<'_>, lease: FlightLease) -> Result<(), OperoError> {
+        assert_eq!(lease.token(), key.to_string());
+        self.ended.lock().unwrap().push(lease.token().to_owned());
+        Ok(())
+    }
+}
+
+#[test]
+fn a_backend_s_flight_lease_is_ended_once_the_miss_is_resolved() {
+    let opero = Opero::<LeasingCache>::builder()
+        .cache_backend(LeasingCache::default())
+        .build_with_given_cache()
+        .unwrap();
+    let f = opero.named("leased");
+    assert_eq!(f.call(&3u8, |x: &u8| Ok::<_, String>(*x)).unwrap(), 3);
+    let ended = opero.cache().unwrap().ended.lock().unwrap().clone();
+    assert_eq!(ended.len(), 1);
+    assert!(ended[0].contains(":leased:"), "{ended:?}");
+    // A hit needs no flight.
+    assert_eq!(
+        f.call(&3u8, |_: &u8| Err::<u8, _>("not called")).unwrap(),
+        3
+    );
+    assert_eq!(opero.cache().unwrap().ended.lock().unwrap().len(), 1);
 }

@@ -2,6 +2,7 @@
 //! (scripts/mutants.sh) then rebuilds one test binary per mutant, not the library as well.
 
 mod a_bulkhead_admits_up_to_its_limits_and_names_them_when_full;
+mod a_cache_key_is_one_per_function_namespace_and_arguments;
 mod a_circuit_breaker_opens_on_its_triggers_and_probes_after_its_open_duration;
 mod a_pipeline_caches_falls_back_retries_and_limits_on_an_exact_schedule;
 mod a_pipeline_without_a_cache_type_refuses_an_enabled_cache;

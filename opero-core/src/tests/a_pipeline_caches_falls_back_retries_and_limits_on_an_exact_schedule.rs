@@ -19,12 +19,12 @@ fn ms(n: u64) -> Duration {
 
 /// A user's backend: entries encoded by the codec in a map keyed by the key's text.
 #[derive(Default)]
-struct MapCache {
+pub(super) struct MapCache {
     entries: Mutex<HashMap<String, Vec<u8>>>,
 }
 
 impl MapCache {
-    fn entry(&self, prefix: &str) -> Option<Vec<u8>> {
+    pub(super) fn entry(&self, prefix: &str) -> Option<Vec<u8>> {
         let entries = self.entries.lock().unwrap();
         entries
             .iter()
@@ -32,7 +32,7 @@ impl MapCache {
             .map(|(_, v)| v.clone())
     }
 
-    fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.entries.lock().unwrap().len()
     }
 }

@@ -123,7 +123,8 @@ fn rate_limit_settings_are_refused_just_past_their_bounds() {
         );
     }
     // One permit per ~300 years still fits the bucket's nanoseconds; a billion per second is the top.
-    for good in [2e-10, 1e9, 0.5] {
+    // The slowest rate accepted: an interval of exactly 2^63 nanoseconds.
+    for good in [1e9 / 2f64.powi(63), 2e-10, 1e9, 0.5] {
         assert_eq!(rate(|r| r.rate = Some(good)), None, "{good}");
     }
     assert_eq!(rate(|r| r.burst = 0).as_deref(), Some("rate_limit.burst"));

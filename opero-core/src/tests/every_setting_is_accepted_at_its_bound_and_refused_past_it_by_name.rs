@@ -329,3 +329,88 @@ fn a_document_s_errors_name_the_field_and_the_nearest_known_key() {
     assert_eq!(ok.retry.retries, RetryConfig::default().retries);
     assert_eq!(ok.cache.namespace, "n");
 }
+
+#[test]
+fn durations_finer_than_a_nanosecond_are_read_to_the_nanosecond() {
+    let d = |text: &str| parse_duration("d", &serde_json::json!(text)).unwrap();
+    let near = |got: Duration, want: Duration| {
+        let gap = if got > want { got - want } else { want - got };
+        assert!(gap <= Duration::from_nanos(1), "{got:?} vs {want:?}");
+    };
+    near(d("1.0000000001ns"), Duration::from_nanos(1));
+    near(d("1.0000000001us"), Duration::from_micros(1));
+    near(d("1.0000000001µs"), Duration::from_micros(1));
+    near(d("1.0000000001ms"), ms(1));
+    near(d("1.0000000001s"), Duration::from_secs(1));
+    near(d("1.0000000001sec"), Duration::from_secs(1));
+    near(d("1.0000000001secs"), Duration::from_secs(1));
+    near(d("1.0000000001m"), Duration::new(60, 6));
+    near(d("1.0000000001min"), Duration::new(60, 6));
+    near(d("1.0000000001mins"), Duration::new(60, 6));
+    near(d("1.0000000001h"), Duration::new(3600, 360));
+    near(d("1.0000000001hr"), Duration::new(3600, 360));
+    near(d("1.0000000001hrs"), Duration::new(3600, 360));
+    assert!(parse_duration("d", &serde_json::json!("1.0000000001parsecs")).is_err());
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct UserSettings {
+    #[serde(with = "crate::optional_duration", default)]
+    timeout: Option<Duration>,
+}
+
+#[test]
+fn a_user_s_optional_duration_reads_and_writes_as_opero_s_do() {
+    let read = |json: &str| serde_json::from_str::<UserSettings>(json).map(|s| s.timeout);
+    assert_eq!(read(r#"{"timeout": "1.5s"}"#).unwrap(), Some(ms(1500)));
+    assert_eq!(
+        read(r#"{"timeout": 2}"#).unwrap(),
+        Some(Duration::from_secs(2))
+    );
+    assert_eq!(read(r#"{"timeout": null}"#).unwrap(), None);
+    assert!(read(r#"{"timeout": "-1s"}"#).is_err());
+    let written = serde_json::to_value(UserSettings {
+        timeout: Some(Duration::from_secs(90)),
+    })
+    .unwrap();
+    assert_eq!(written["timeout"], "1m 30s");
+    let none = serde_json::to_value(UserSettings { timeout: None }).unwrap();
+    assert!(none["timeout"].is_null());
+}
+
+#[test]
+fn the_nearest_key_is_suggested_within_a_third_of_its_length() {
+    let suggestion = |key: &str, known: &[&str]| {
+        let text = crate::unknown_key("section", key, known).to_string();
+        text.split("did you mean `")
+            .nth(1)
+            .map(|rest| rest.trim_end_matches("`?").to_owned())
+    };
+    // Three edits away from a fifteen-letter key: near enough (a third is five).
+    assert_eq!(
+        suggestion("bckend_optns", &["backend_options", "rate"]).as_deref(),
+        Some("backend_options")
+    );
+    assert_eq!(suggestion("xbcdef", &["abcdef"]).as_deref(), Some("abcdef"));
+    assert_eq!(suggestion("abcd", &["abcdef"]).as_deref(), Some("abcdef"));
+    assert_eq!(
+        suggestion("abc", &["abcdef"]),
+        None,
+        "three edits of six letters"
+    );
+    assert_eq!(suggestion("abcdefghi", &["abc"]), None, "six edits");
+    assert_eq!(
+        suggestion("bcdefg", &["abcdefg"]).as_deref(),
+        Some("abcdefg")
+    );
+    assert_eq!(suggestion("zzzzzz", &["abcdef"]), None);
+    // The nearest of several wins.
+    assert_eq!(
+        suggestion("retrie", &["retry", "retries", "rate"]).as_deref(),
+        Some("retries")
+    );
+    assert_eq!(
+        suggestion("rety", &["retry", "retries"]).as_deref(),
+        Some("retry")
+    );
+}

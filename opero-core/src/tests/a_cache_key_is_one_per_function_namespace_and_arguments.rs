@@ -36,7 +36,10 @@ fn equal_inputs_give_equal_keys_and_any_difference_another() {
         base
     );
     // Behind a reference or an Arc, the same key.
-    assert_eq!((&StableKey).hash("ns", &f, &(1u32, "a")).unwrap(), base);
+    assert_eq!(
+        <&StableKey as KeyFn>::hash(&&StableKey, "ns", &f, &(1u32, "a")).unwrap(),
+        base
+    );
     let shared = std::sync::Arc::new(StableKey);
     assert_eq!(
         shared

@@ -334,7 +334,7 @@ fn a_document_s_errors_name_the_field_and_the_nearest_known_key() {
 fn durations_finer_than_a_nanosecond_are_read_to_the_nanosecond() {
     let d = |text: &str| parse_duration("d", &serde_json::json!(text)).unwrap();
     let near = |got: Duration, want: Duration| {
-        let gap = if got > want { got - want } else { want - got };
+        let gap = got.abs_diff(want);
         assert!(gap <= Duration::from_nanos(1), "{got:?} vs {want:?}");
     };
     near(d("1.0000000001ns"), Duration::from_nanos(1));

@@ -3,6 +3,8 @@
 #
 #   scripts/mutants.sh                 the whole measurement, crate by crate (README "Testing")
 #   scripts/mutants.sh core memory     only the named parts (core memory disk redis parallel)
+#   MUTANTS_FILES="opero-core/src/key.rs" scripts/mutants.sh core
+#                                      only these files of the part
 #   scripts/mutants.sh --in-diff       only the code the last commit touched (CI); fails on a
 #                                      missed mutant. MUTANTS_BASE=<rev> diffs against <rev>
 #                                      instead of HEAD~1.
@@ -74,7 +76,7 @@ run_part() {
   local part=$1; shift
   local package files re tests
   package=$(part_package "$part")
-  files=$(part_files "$part")
+  files=${MUTANTS_FILES:-$(part_files "$part")}
   re=$(part_re "$part")
   tests=$(part_tests "$part")
   mkdir -p "mutants.out/$part"

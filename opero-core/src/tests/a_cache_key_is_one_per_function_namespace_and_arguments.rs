@@ -177,3 +177,29 @@ fn a_cache_key_reads_as_namespace_function_and_hash() {
         format!("fn-{:016x}", fingerprint as u64)
     );
 }
+
+fn double<T: std::ops::Add<Output = T> + Copy>(x: T) -> T {
+    x + x
+}
+
+#[test]
+fn a_function_keeps_one_identity_wherever_it_is_called_from() {
+    let (one, two) = (
+        here(), // one line...
+        here(), // ...and the next
+    );
+    // A generic function's type name ends in its parameters (`double<u8>`): still a function.
+    let a = id_of(&double::<u8>, one);
+    let b = id_of(&double::<u8>, two);
+    assert!(a.identifies());
+    assert_eq!(a.fingerprint_bytes(), b.fingerprint_bytes());
+    assert_eq!(
+        a.location(),
+        None,
+        "a function's identity needs no call site"
+    );
+    assert_ne!(
+        a.fingerprint_bytes(),
+        id_of(&double::<u16>, one).fingerprint_bytes()
+    );
+}

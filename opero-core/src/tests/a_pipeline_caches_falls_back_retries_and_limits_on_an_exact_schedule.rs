@@ -233,6 +233,8 @@ fn a_cached_value_is_served_without_running_the_function_again() {
     // Another function name is another entry, even for the same arguments.
     assert_eq!(opero.named("cube").call(&4u32, square).unwrap(), 16);
     assert_eq!(runs.load(Ordering::Relaxed), 3);
+    let m = opero.metrics();
+    assert_eq!((m.cache_hits, m.cache_misses, m.cache_errors), (1, 3, 0));
     let cache = opero.cache().unwrap();
     assert_eq!(cache.len(), 3);
     assert!(cache.entry("tests:square:").is_some());

@@ -66,6 +66,8 @@ mod pipeline;
 mod rate_limit;
 mod retry;
 mod sleep;
+#[cfg(test)]
+mod tests;
 
 pub use breaker::{BreakerConfig, BreakerPermit, BreakerState, CircuitBreaker};
 pub use bulkhead::{Bulkhead, BulkheadConfig, BulkheadFull, BulkheadPermit};

@@ -516,13 +516,9 @@ impl<R, H, O> Backoff<R, H, O> {
         let c = &self.config;
         let exp = n.saturating_sub(1).min(i32::MAX as u32) as i32;
         let secs = c.min_delay.as_secs_f64() * c.backoff_factor.powi(exp);
-        if !secs.is_finite() || secs >= c.max_delay.as_secs_f64() {
-            c.max_delay
-        } else {
-            Duration::try_from_secs_f64(secs)
-                .unwrap_or(c.max_delay)
-                .clamp(c.min_delay, c.max_delay)
-        }
+        // A growth past any duration, or a zero minimum times an infinite one (not a number):
+        // the cap.
+        Duration::try_from_secs_f64(secs).map_or(c.max_delay, |d| d.clamp(c.min_delay, c.max_delay))
     }
 
     /// The delay before retry `n` (1-based), jitter applied; `None` past the last retry.
@@ -603,12 +599,13 @@ impl<E: ?Sized, R: RetryPredicate<E>, H: RetryHint<E>, O> RetryPolicy<E> for Bac
             return None;
         }
         let delay = self.delay(attempt)?;
-        match self.hint.retry_after(error) {
+        Some(match self.hint.retry_after(error) {
             // At least the hint, never past max_delay: a server asking for an hour does not
-            // hold the call longer than the settings allow (the deadline cuts it further).
-            Some(hint) if hint > delay => Some(hint.min(self.config.max_delay).max(delay)),
-            _ => Some(delay),
-        }
+            // hold the call longer than the settings allow (the deadline cuts it further). A
+            // hint shorter than the backoff's delay leaves the delay as it is.
+            Some(hint) => hint.min(self.config.max_delay).max(delay),
+            None => delay,
+        })
     }
 
     fn retry_delay_after_fault(&self, attempt: u32) -> Option<Duration> {

@@ -26,10 +26,13 @@ MUTANTS_VERSION=27.1.0
 # CI bound: a diff with more mutants than this tests an even spread of this many of them.
 MUTANTS_DIFF_MAX=${MUTANTS_DIFF_MAX:-150}
 
-if [ "$(cargo mutants --version 2>/dev/null)" != "cargo-mutants $MUTANTS_VERSION" ]; then
-  echo "mutants.sh: installing cargo-mutants $MUTANTS_VERSION" >&2
-  cargo install cargo-mutants --version "$MUTANTS_VERSION" --locked --quiet
-fi
+# Installed when first needed: a CI run whose commit touches no mutable code skips the build.
+ensure_cargo_mutants() {
+  if [ "$(cargo mutants --version 2>/dev/null)" != "cargo-mutants $MUTANTS_VERSION" ]; then
+    echo "mutants.sh: installing cargo-mutants $MUTANTS_VERSION" >&2
+    cargo install cargo-mutants --version "$MUTANTS_VERSION" --locked --quiet
+  fi
+}
 
 # part: package | files it mutates | test packages | cargo test arguments
 # The cache backends are checked by the conformance suite (a real redis-server for Redis), opmap
@@ -123,6 +126,7 @@ if [ "${1:-}" = "--in-diff" ]; then
     if [ ! -s "mutants.out/$part.diff" ]; then
       continue
     fi
+    ensure_cargo_mutants
     count=$(run_part "$part" --in-diff "mutants.out/$part.diff" --list | grep -c . || true)
     if [ "$count" = 0 ]; then
       echo "== $part: the diff touches no mutable code"
@@ -162,6 +166,7 @@ fi
 parts=("$@")
 [ ${#parts[@]} = 0 ] && parts=(core memory disk redis parallel)
 for part in "${parts[@]}"; do part_package "$part" >/dev/null; done
+ensure_cargo_mutants
 start=$(date +%s)
 for part in "${parts[@]}"; do
   echo "== $part"

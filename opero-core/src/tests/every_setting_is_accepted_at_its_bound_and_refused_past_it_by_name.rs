@@ -166,22 +166,22 @@ fn rate_limit_settings_are_refused_just_past_their_bounds() {
 }
 
 #[test]
-fn every_section_is_validated_and_hedging_refuses_a_time_budget() {
+fn every_section_is_validated_and_hedging_keeps_a_time_budget() {
     let hedged = OperoConfig {
         hedge: Some(HedgeConfig::default()),
         ..Default::default()
     };
     assert_eq!(field(hedged.validate()), None);
-    let mut with_deadline = hedged.clone();
-    with_deadline.retry.deadline = Some(ms(100));
+    // A hedged race ends by the deadline and cuts each attempt by the timeout.
+    let mut bounded = hedged.clone();
+    bounded.retry.deadline = Some(ms(100));
+    bounded.retry.attempt_timeout = Some(ms(50));
+    assert_eq!(field(bounded.validate()), None);
+    // A timeout the deadline would always cut first is refused, hedged or not.
+    let mut past_deadline = bounded.clone();
+    past_deadline.retry.attempt_timeout = Some(ms(150));
     assert_eq!(
-        field(with_deadline.validate()).as_deref(),
-        Some("retry.deadline")
-    );
-    let mut with_timeout = hedged.clone();
-    with_timeout.retry.attempt_timeout = Some(ms(100));
-    assert_eq!(
-        field(with_timeout.validate()).as_deref(),
+        field(past_deadline.validate()).as_deref(),
         Some("retry.attempt_timeout")
     );
     let bad = |config: OperoConfig| field(config.validate());

@@ -2251,9 +2251,10 @@ pin_project_lite::pin_project! {
     /// moves, polls and drops one small state instead of nested state machines holding the loop's
     /// parts. With a deadline or an attempt timeout the first attempt is cut as the loop cuts
     /// every attempt; the clock is read and the timer made only once the attempt waits (or
-    /// fails), so a no-fault call that completes in one poll pays neither. A pipeline with guards or a
-    /// limiter, and a first attempt that fails, go on in the attempt loop (`R`, made by `resume`
-    /// and boxed), whose type `resume` names so that the future stays `Send` when the user's is.
+    /// fails), so a no-fault call that completes in one poll pays neither. A pipeline with guards
+    /// or a limiter, and a first attempt that fails, go on in the attempt loop (`R`, made by
+    /// `resume` and boxed), whose type `resume` names so that the future stays `Send` when the
+    /// user's is.
     pub(crate) struct Uncached<'a, C, K, P, V, F, Fut, G, R> {
         opero: &'a Opero<C, K, P>,
         values: &'a [V],
@@ -2375,7 +2376,8 @@ where
         match outcome {
             Ok(v) => Poll::Ready(Ok(v)),
             Err(e) => {
-                // Failed without waiting, the call has no budget yet: the loop starts one.
+                // A budget started at the attempt's first wait goes on; without one (the attempt
+                // failed without waiting, or there is no deadline) the loop starts its own.
                 let rest =
                     (this.resume)(opero.attempts(), values, f, Start::Failed(e, *this.budget));
                 this.rest.insert(Box::pin(rest)).as_mut().poll(cx)

@@ -120,7 +120,11 @@ if [ "${1:-}" = "--in-diff" ]; then
   fi
   mkdir -p mutants.out
   status=0
-  for part in core memory disk redis parallel; do
+  # Only `core` by default: the other parts' tests live in opero-tests, and cargo-mutants 27.1
+  # ran only the mutated package's own tests there (its baseline then fails, `no test target`),
+  # with `--test-package` and `--test-workspace` alike. Until that is solved, a CI run would fail
+  # on the setup, not on the code. MUTANTS_DIFF_PARTS="core memory ..." widens it.
+  for part in ${MUTANTS_DIFF_PARTS:-core}; do
     # shellcheck disable=SC2046 # file globs: the shell expands them to the part's files (a glob
     # that matches nothing reaches git as it is), so test modules in subfolders are not in the diff
     git diff "$base" -- $(part_files "$part") > "mutants.out/$part.diff"

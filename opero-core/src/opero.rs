@@ -1420,8 +1420,10 @@ where
                 inner: Uncached::new(
                     opero,
                     values,
+                    // Only the wrapper and the arguments are captured: the pipeline is reached
+                    // through the wrapper, keeping the closure (held by the future) two words.
                     move |v: &V| {
-                        Checked::new(&opero.shared.policy, (self.f)(args.clone(), v.clone()))
+                        Checked::new(&self.opero.shared.policy, (self.f)(args.clone(), v.clone()))
                     },
                     |attempts: Attempts<'s, P>, values: &'s [V], f, start| {
                         attempts.run_async_boxed(values, f, start)

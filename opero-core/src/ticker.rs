@@ -182,7 +182,10 @@ mod tests {
         assert_eq!(ticker.start(), Tick(1_000));
         assert!(ticker.read.load(Ordering::Relaxed));
         assert_eq!(ticker.start(), Tick(1_000));
-        assert!(ticker.thread.get().is_none(), "a ticking clock needs no waking");
+        assert!(
+            ticker.thread.get().is_none(),
+            "a ticking clock needs no waking"
+        );
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub(crate) struct Tick(u64);
 pub(crate) struct Ticker {
     /// The instant ticks are counted from, set before the first tick or precise reading.
     epoch: OnceLock<quanta::Instant>,
-    /// Nanoseconds from `epoch` to the last tick, plus one; zero while the thread is parked.
+    /// The last tick ([`Ticker::now`], never zero); zero while the thread is parked.
     last: AtomicU64,
     /// Whether a call read a tick since the thread last looked.
     read: AtomicBool,
@@ -64,7 +64,7 @@ impl Ticker {
             if !self.read.load(Ordering::Relaxed) {
                 self.read.store(true, Ordering::Relaxed);
             }
-            return Tick(last - 1);
+            return Tick(last);
         }
         self.start_slow()
     }
@@ -82,13 +82,14 @@ impl Ticker {
         Duration::from_nanos(self.now().0.saturating_sub(since.0))
     }
 
-    /// The precise time now.
+    /// The precise time now: nanoseconds since the epoch, plus one so that it is never the
+    /// zero that marks a parked clock.
     fn now(&self) -> Tick {
         let epoch = *self.epoch.get_or_init(quanta::Instant::now);
         let nanos = quanta::Instant::now()
             .saturating_duration_since(epoch)
             .as_nanos();
-        Tick(u64::try_from(nanos).unwrap_or(u64::MAX - 1))
+        Tick(u64::try_from(nanos).unwrap_or(u64::MAX).saturating_add(1))
     }
 
     /// Whether the clock is ticking now.
@@ -120,7 +121,7 @@ impl Ticker {
         let idle_ticks = (IDLE.as_nanos() / TICK.as_nanos()).max(1);
         let mut idle = 0;
         loop {
-            self.last.store(self.now().0 + 1, Ordering::Release);
+            self.last.store(self.now().0, Ordering::Release);
             std::thread::sleep(TICK);
             if self.read.swap(false, Ordering::Relaxed) {
                 idle = 0;
@@ -177,15 +178,37 @@ mod tests {
     fn a_start_is_the_last_tick_and_tells_the_clock_it_was_read() {
         // No thread here: the tick is set by hand.
         let ticker = leaked();
-        ticker.last.store(1_001, Ordering::Release);
+        ticker.last.store(1_000, Ordering::Release);
         assert!(!ticker.read.load(Ordering::Relaxed));
         assert_eq!(ticker.start(), Tick(1_000));
         assert!(ticker.read.load(Ordering::Relaxed));
         assert_eq!(ticker.start(), Tick(1_000));
+        assert!(ticker.now() > Tick(0), "zero marks a parked clock");
         assert!(
             ticker.thread.get().is_none(),
             "a ticking clock needs no waking"
         );
+    }
+
+    #[test]
+    fn a_sync_deadline_counts_the_first_attempt() {
+        use crate::{Jitter, NoCache, Opero};
+        let opero = Opero::<NoCache>::builder()
+            .retries(3)
+            .min_delay(Duration::from_millis(50))
+            .jitter(Jitter::None)
+            .deadline(Duration::from_millis(100))
+            .build()
+            .unwrap();
+        let err = opero
+            .run(|| {
+                std::thread::sleep(Duration::from_millis(60));
+                Err::<(), _>("slow and failing")
+            })
+            .unwrap_err();
+        // 60 ms spent, a 50 ms delay would end past 100 ms: no second attempt.
+        assert_eq!(err.len(), 1);
+        assert_eq!(err.ended_by_deadline(), Some(Duration::from_millis(100)));
     }
 
     #[test]

@@ -149,7 +149,17 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
         P: RetryPolicy<E>,
         E: Display,
     {
-        let budget = Budget::tokio(&self.limits);
+        // Without a rate limiter the first attempt starts at once with the whole budget, so the
+        // clock is read and the deadline, attempt-timeout and hedge timers made only once the
+        // race first waits or fails: a first attempt that answers at once reads no clock (each
+        // read of tokio's is tens of nanoseconds). The deadline then counts from that first
+        // wait, as an unhedged async call's does.
+        let mut armed = self.limiter.is_some();
+        let mut budget = if armed {
+            Budget::tokio(&self.limits)
+        } else {
+            None
+        };
         let timeout = self.limits.attempt_timeout;
         let mut failures = AllFailedError::new();
         let mut running: Vec<Running<'a, Fut>> = Vec::new();
@@ -158,6 +168,11 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
         let mut values_started = 0usize;
         let mut hedges = 0u32;
         let mut timer: Option<Sleep> = None;
+        // The next hedge's timer, when one may still start before the deadline.
+        let hedge_timer = |hedges: u32, budget: Option<Budget>| {
+            (hedges < hedge.max_hedges && budget.is_none_or(|b| hedge.delay < b.left()))
+                .then(|| sleep(hedge.delay))
+        };
         // The deadline bounds every attempt of the race at once, and the waits between them.
         let mut deadline: Option<Sleep> = budget.map(|b| sleep(b.left()));
 
@@ -167,7 +182,9 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
                          running: &mut Vec<Running<'a, Fut>>,
                          failures: &mut AllFailedError<E>,
                          started: &mut [u32],
-                         values_started: &mut usize|
+                         values_started: &mut usize,
+                         budget: Option<Budget>,
+                         armed: bool|
          -> Started {
             let mut index = index;
             loop {
@@ -209,7 +226,8 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
                             permit,
                         };
                         if attempt.wait.is_none() {
-                            attempt.begin(timeout, self.metrics);
+                            // Before arming, the attempt's cut is made with the other timers.
+                            attempt.begin(timeout.filter(|_| armed), self.metrics);
                         }
                         running.push(attempt);
                         return Started::Yes;
@@ -235,6 +253,8 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
                     &mut failures,
                     &mut started,
                     &mut values_started,
+                    budget,
+                    armed,
                 ) {
                     Started::Yes => {
                         if std::mem::take(&mut hedging) {
@@ -245,9 +265,9 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
                             tracing::info!(target: "opero", fallback_index = index, hedge = hedges, "hedge started");
                         }
                         // No hedge is armed that the deadline would overtake.
-                        timer = (hedges < hedge.max_hedges
-                            && budget.is_none_or(|b| hedge.delay < b.left()))
-                        .then(|| sleep(hedge.delay));
+                        if armed {
+                            timer = hedge_timer(hedges, budget);
+                        }
                     }
                     // The attempts still running may yet answer before the deadline; its
                     // timer ends the call otherwise.
@@ -263,6 +283,21 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
                 hedging = false;
             }
             let metrics = self.metrics;
+            let hedges_now = hedges;
+            let arm = |budget: &mut Option<Budget>,
+                       deadline: &mut Option<Sleep>,
+                       timer: &mut Option<Sleep>,
+                       running: &mut Vec<Running<'a, Fut>>| {
+                *budget = Budget::tokio(&self.limits);
+                *deadline = budget.map(|b| sleep(b.left()));
+                *timer = hedge_timer(hedges_now, *budget);
+                for r in running
+                    .iter_mut()
+                    .filter(|r| r.wait.is_none() && r.cut.is_none())
+                {
+                    r.cut = timeout.map(sleep);
+                }
+            };
             let event = std::future::poll_fn(|cx| {
                 for (k, r) in running.iter_mut().enumerate() {
                     if let Some(wait) = &mut r.wait {
@@ -278,6 +313,11 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
                         }
                         return Poll::Ready(Event::Done(k, out));
                     }
+                }
+                if !armed {
+                    // The first wait: the timers are made now and polled below.
+                    arm(&mut budget, &mut deadline, &mut timer, &mut running);
+                    armed = true;
                 }
                 // After the attempts, as `timeout` polls: an answer ready at the deadline wins,
                 // and a deadline that passes with an attempt's timeout ends the call.
@@ -303,6 +343,11 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
                 Poll::Pending
             })
             .await;
+            if !armed && !matches!(event, Event::Done(_, Ok(_))) {
+                // A first attempt that failed at once: what follows needs the clock.
+                arm(&mut budget, &mut deadline, &mut timer, &mut running);
+                armed = true;
+            }
             match event {
                 Event::Done(k, Ok(v)) => {
                     let done = running.swap_remove(k);
@@ -409,5 +454,64 @@ impl TryFrom<RawHedgeConfig> for HedgeConfig {
         };
         cfg.validate()?;
         Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::time::Instant;
+
+    use crate::{Jitter, NoCache, Opero};
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn hedged(deadline: Duration) -> Opero<NoCache> {
+        Opero::<NoCache>::builder()
+            .retries(2)
+            .min_delay(ms(200))
+            .backoff_factor(1.5)
+            .jitter(Jitter::None)
+            .deadline(deadline)
+            .hedge(Duration::from_secs(1), 1)
+            .build()
+            .unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_first_attempt_that_fails_at_once_still_has_its_deadline() {
+        // The race reads its clock only once it waits or fails: a failure at once must still
+        // find the deadline in force for the retry it would schedule.
+        let start = Instant::now();
+        let err = hedged(ms(100))
+            .run_async(|| async { Err::<(), _>("down") })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.len(),
+            1,
+            "a 200 ms retry would cross the 100 ms deadline"
+        );
+        assert_eq!(err.ended_by_deadline(), Some(ms(100)));
+        assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failures_at_once_retry_on_the_backoff_schedule_within_the_deadline() {
+        let start = Instant::now();
+        let times = std::sync::Mutex::new(Vec::new());
+        let err = hedged(Duration::from_secs(1))
+            .run_async(|| async {
+                times.lock().unwrap().push(start.elapsed());
+                Err::<(), _>("down")
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(*times.lock().unwrap(), [ms(0), ms(200), ms(500)]);
+        assert_eq!(err.len(), 3);
+        assert_eq!(err.ended_by_deadline(), None);
     }
 }

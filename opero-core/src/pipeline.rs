@@ -578,9 +578,13 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
         P: RetryPolicy<E>,
         E: Display,
     {
+        // Each arm boxed on its own: inline, this future would be as large as the larger arm
+        // (over a kilobyte, past the allocator's fast bins) for a guarded call too.
         match (self.guards, start) {
-            (Some(guards), Start::Fresh) => self.run_async_guarded(guards, values, f).await,
-            (_, start) => self.loop_async(NoGate, values, f, start).await,
+            (Some(guards), Start::Fresh) => {
+                Box::pin(self.run_async_guarded(guards, values, f)).await
+            }
+            (_, start) => Box::pin(self.loop_async(NoGate, values, f, start)).await,
         }
     }
 

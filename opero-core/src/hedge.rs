@@ -135,6 +135,11 @@ enum Started {
     OutOfTime,
 }
 
+/// Whether a hedge `delay` from now comes before the deadline (always, without one).
+fn before_deadline(delay: Duration, budget: Option<Budget>) -> bool {
+    budget.is_none_or(|b| delay < b.left())
+}
+
 impl<'a, P: ?Sized> Attempts<'a, P> {
     /// The hedged form of the async attempt loop (see the module docs for the rules).
     pub(crate) async fn run_hedged<V, T, E, F, Fut>(
@@ -170,7 +175,7 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
         let mut timer: Option<Sleep> = None;
         // The next hedge's timer, when one may still start before the deadline.
         let hedge_timer = |hedges: u32, budget: Option<Budget>| {
-            (hedges < hedge.max_hedges && budget.is_none_or(|b| hedge.delay < b.left()))
+            (hedges < hedge.max_hedges && before_deadline(hedge.delay, budget))
                 .then(|| sleep(hedge.delay))
         };
         // The deadline bounds every attempt of the race at once, and the waits between them.
@@ -291,10 +296,8 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
                 *budget = Budget::tokio(&self.limits);
                 *deadline = budget.map(|b| sleep(b.left()));
                 *timer = hedge_timer(hedges_now, *budget);
-                for r in running
-                    .iter_mut()
-                    .filter(|r| r.wait.is_none() && r.cut.is_none())
-                {
+                // Unarmed means no rate limiter: every attempt begun at once, none cut yet.
+                for r in running.iter_mut() {
                     r.cut = timeout.map(sleep);
                 }
             };
@@ -497,6 +500,70 @@ mod tests {
         );
         assert_eq!(err.ended_by_deadline(), Some(ms(100)));
         assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+
+    /// When each attempt of a call whose attempts hang until `answer_at` started.
+    async fn starts(opero: &Opero<NoCache>, answer_at: Duration) -> Vec<Duration> {
+        let start = Instant::now();
+        let times = std::sync::Mutex::new(Vec::new());
+        let _ = opero
+            .run_async(|| async {
+                times.lock().unwrap().push(start.elapsed());
+                tokio::time::sleep_until(start + answer_at).await;
+                Ok::<_, String>(())
+            })
+            .await;
+        times.into_inner().unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn hedges_start_after_the_delay_up_to_their_bound_and_not_past_the_deadline() {
+        let opero = |deadline: u64, max_hedges: u32| {
+            Opero::<NoCache>::builder()
+                .deadline(ms(deadline))
+                .hedge(ms(1_000), max_hedges)
+                .build()
+                .unwrap()
+        };
+        assert_eq!(
+            starts(&opero(10_000, 1), ms(5_000)).await,
+            [ms(0), ms(1_000)]
+        );
+        assert_eq!(
+            starts(&opero(10_000, 2), ms(5_000)).await,
+            [ms(0), ms(1_000), ms(2_000)]
+        );
+        // A hedge the deadline would overtake is not armed.
+        assert_eq!(
+            starts(&opero(1_500, 3), ms(5_000)).await,
+            [ms(0), ms(1_000)]
+        );
+        assert_eq!(starts(&opero(900, 3), ms(5_000)).await, [ms(0)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_later_failure_does_not_restart_the_deadline() {
+        // Armed at the first wait (0 ms); the failure at 60 ms leaves 40 ms, less than the
+        // 50 ms delay: no retry.
+        let opero = Opero::<NoCache>::builder()
+            .retries(3)
+            .min_delay(ms(50))
+            .jitter(Jitter::None)
+            .deadline(ms(100))
+            .hedge(Duration::from_secs(1), 1)
+            .build()
+            .unwrap();
+        let start = Instant::now();
+        let err = opero
+            .run_async(|| async {
+                tokio::time::sleep(ms(60)).await;
+                Err::<(), _>("slow and failing")
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.len(), 1);
+        assert_eq!(err.ended_by_deadline(), Some(ms(100)));
+        assert_eq!(start.elapsed(), ms(60));
     }
 
     #[tokio::test(start_paused = true)]

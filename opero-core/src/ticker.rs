@@ -127,7 +127,7 @@ impl Ticker {
                 idle = 0;
                 continue;
             }
-            idle *= /* ~ changed by cargo-mutants ~ */ 1;
+            idle += 1;
             if idle >= idle_ticks {
                 self.last.store(0, Ordering::Release);
                 // A call that read the last tick before this store used a tick at most this

@@ -135,11 +135,6 @@ enum Started {
     OutOfTime,
 }
 
-/// Whether a hedge `delay` from now comes before the deadline (always, without one).
-fn before_deadline(delay: Duration, budget: Option<Budget>) -> bool {
-    budget.is_none_or(|b| delay < b.left())
-}
-
 impl<'a, P: ?Sized> Attempts<'a, P> {
     /// The hedged form of the async attempt loop (see the module docs for the rules).
     pub(crate) async fn run_hedged<V, T, E, F, Fut>(
@@ -173,11 +168,9 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
         let mut values_started = 0usize;
         let mut hedges = 0u32;
         let mut timer: Option<Sleep> = None;
-        // The next hedge's timer, when one may still start before the deadline.
-        let hedge_timer = |hedges: u32, budget: Option<Budget>| {
-            (hedges < hedge.max_hedges && before_deadline(hedge.delay, budget))
-                .then(|| sleep(hedge.delay))
-        };
+        // The next hedge's timer, while hedges remain. One due past the deadline never fires:
+        // the deadline, polled first, ends the race.
+        let hedge_timer = |hedges: u32| (hedges < hedge.max_hedges).then(|| sleep(hedge.delay));
         // The deadline bounds every attempt of the race at once, and the waits between them.
         let mut deadline: Option<Sleep> = budget.map(|b| sleep(b.left()));
 
@@ -269,9 +262,9 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
                             let index = running.last().map_or(index, |r| r.index);
                             tracing::info!(target: "opero", fallback_index = index, hedge = hedges, "hedge started");
                         }
-                        // No hedge is armed that the deadline would overtake.
+                        // Before arming, the hedge timer is made with the others.
                         if armed {
-                            timer = hedge_timer(hedges, budget);
+                            timer = hedge_timer(hedges);
                         }
                     }
                     // The attempts still running may yet answer before the deadline; its
@@ -295,7 +288,7 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
                        running: &mut Vec<Running<'a, Fut>>| {
                 *budget = Budget::tokio(&self.limits);
                 *deadline = budget.map(|b| sleep(b.left()));
-                *timer = hedge_timer(hedges_now, *budget);
+                *timer = hedge_timer(hedges_now);
                 // Unarmed means no rate limiter: every attempt begun at once, none cut yet.
                 for r in running.iter_mut() {
                     r.cut = timeout.map(sleep);
@@ -533,7 +526,7 @@ mod tests {
             starts(&opero(10_000, 2), ms(5_000)).await,
             [ms(0), ms(1_000), ms(2_000)]
         );
-        // A hedge the deadline would overtake is not armed.
+        // No hedge starts once the deadline has passed.
         assert_eq!(
             starts(&opero(1_500, 3), ms(5_000)).await,
             [ms(0), ms(1_000)]

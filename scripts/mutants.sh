@@ -34,9 +34,12 @@ ensure_cargo_mutants() {
   fi
 }
 
-# part: package | files it mutates | test packages | cargo test arguments
-# The cache backends are checked by the conformance suite (a real redis-server for Redis), opmap
-# by the tests of its ordering and one-result-per-item contract.
+# part: package | files it mutates | the functions it mutates when not all
+# Every part tests its mutants with its own package's unit and integration tests, not the
+# doctests (cargo-mutants tests the mutated package; see run_part): the cache backends run the
+# conformance suite (crate opero-conformance; a real redis-server for Redis) from their tests/,
+# opero-parallel the tests of opmap's ordering and one-result-per-item contract. A mutant so
+# rebuilds one crate and its few test binaries, never opero-tests'.
 part_package() {
   case $1 in
     core) echo opero-core ;;
@@ -63,60 +66,20 @@ part_re() {
     *) echo '' ;;
   esac
 }
-part_tests() {
-  local conformance="--test every_backend_passes_the_conformance_suite"
-  case $1 in
-    core) echo "--test-package opero-core -- --lib --tests" ;;
-    memory) echo "--test-package opero-cache-memory,opero-tests -- --lib $conformance --test the_memory_cache_expires_isolates_and_never_stores_errors" ;;
-    disk) echo "--test-package opero-cache-disk,opero-tests -- --lib $conformance --test disk_cache_survives_corruption_and_an_unwritable_directory" ;;
-    redis) echo "--test-package opero-cache-redis,opero-tests -- --lib $conformance --test redis_cache_survives_a_server_restart" ;;
-    parallel) echo "--test-package opero-parallel,opero-tests -- --lib --test opmap_keeps_input_order_when_items_finish_in_reverse --test opmap_returns_one_result_per_input_for_any_input --test opmap_thread_mode_keeps_order_and_one_result_per_item_around_chunk_boundaries" ;;
-  esac
-}
 
 # Runs cargo-mutants on one part; extra arguments go before the test arguments.
 run_part() {
   local part=$1; shift
-  local package files re tests
+  local package files re
   package=$(part_package "$part")
   files=${MUTANTS_FILES:-$(part_files "$part")}
   re=$(part_re "$part")
-  tests=$(part_tests "$part")
   mkdir -p "mutants.out/$part"
   local args=(--in-place --no-shuffle -p "$package" -o "mutants.out/$part")
   local f
   for f in $files; do args+=(-f "$f"); done
   [ -n "$re" ] && args+=(--re "$re")
-  if [ "$part" != core ]; then
-    # cargo-mutants 27.1 runs its baseline on the mutated package alone, whatever
-    # --test-package says, so a part whose tests live in opero-tests fails it ("no test target").
-    # The baseline runs here instead, on the packages the mutants are tested with; listing
-    # (--list) needs none.
-    case " $* " in
-      *" --list "*) ;;
-      *) part_baseline "$part" || return 4 ;;
-    esac
-    args+=(--baseline skip --timeout 300)
-  fi
-  # shellcheck disable=SC2086 # the test arguments are words
-  cargo mutants "${args[@]}" "$@" $tests
-}
-
-# `cargo test` on the unmutated tree with a part's test packages and arguments.
-part_baseline() {
-  local tests packages rest pkg
-  tests=$(part_tests "$1")
-  packages=${tests#--test-package }
-  packages=${packages%% *}
-  rest=${tests#* -- }
-  local cargo_args=()
-  for pkg in ${packages//,/ }; do cargo_args+=(-p "$pkg"); done
-  echo "== $1: baseline (cargo test ${cargo_args[*]} --all-features $rest)"
-  # shellcheck disable=SC2086 # the test arguments are words
-  cargo test "${cargo_args[@]}" --all-features $rest >"mutants.out/$1/baseline.log" 2>&1 || {
-    echo "mutants.sh: $1: the tests fail without any mutation; see mutants.out/$1/baseline.log" >&2
-    return 1
-  }
+  cargo mutants "${args[@]}" "$@" -- --lib --tests
 }
 
 summary() {

@@ -101,3 +101,28 @@ fn dropping_a_blocking_stream_stops_its_workers_and_lets_go_of_the_function() {
         );
     }
 }
+
+#[test]
+fn a_thread_mode_stream_runs_its_items_on_every_worker_at_once() {
+    // Two items that each wait (up to 10 s) for the other to start: they meet only when both
+    // workers run at once, as a stream of a known length must let them.
+    let arrived = Arc::new((std::sync::Mutex::new(0usize), std::sync::Condvar::new()));
+    let shared = Arc::clone(&arrived);
+    let map = opmap()
+        .mode(Mode::Thread)
+        .workers(2)
+        .progress(false)
+        .wrap(move |_: &u64| {
+            let (count, changed) = &*shared;
+            let mut n = count.lock().unwrap();
+            *n += 1;
+            changed.notify_all();
+            let (n, _) = changed
+                .wait_timeout_while(n, Duration::from_secs(10), |n| *n < 2)
+                .unwrap();
+            Ok::<_, String>(*n >= 2)
+        })
+        .unwrap();
+    let met: Vec<_> = map.iter(0u64..2).unwrap().map(|(_, r)| r.unwrap()).collect();
+    assert_eq!(met, [true, true]);
+}

@@ -5,12 +5,14 @@
 #   scripts/mutants.sh core memory     only the named parts (core memory disk redis parallel)
 #   MUTANTS_FILES="opero-core/src/key.rs" scripts/mutants.sh core
 #                                      only these files of the part
-#   scripts/mutants.sh --in-diff       only the code the last commit touched (CI); fails on a
-#                                      missed mutant. MUTANTS_BASE=<rev> diffs against <rev>
-#                                      instead of HEAD~1.
+#   scripts/mutants.sh --in-diff       only the code the last commit touched, in every part (CI);
+#                                      fails on a missed mutant. MUTANTS_BASE=<rev> diffs
+#                                      against <rev> instead of HEAD~1; MUTANTS_DIFF_PARTS picks
+#                                      the parts.
 #
-# Each part mutates its crate's outcome-deciding files and runs only the tests that exercise them,
-# so that a mutant costs an incremental rebuild of one crate and a few test binaries. Settings and
+# Each part mutates its crate's outcome-deciding files and runs only that crate's unit and
+# integration tests, so that a mutant costs an incremental rebuild of one crate and a few test
+# binaries. Settings and
 # the mutants left out (each with its reason) are in .cargo/mutants.toml. Results go to
 # mutants.out/<part>/; a summary line per part gives caught / missed / timeout / unviable and the
 # score, caught (timeouts included) over caught plus missed.
@@ -23,8 +25,10 @@ export CARGO_TERM_COLOR=never
 export CARGO_INCREMENTAL=1
 
 MUTANTS_VERSION=27.1.0
-# CI bound: a diff with more mutants than this tests an even spread of this many of them.
+# CI bounds: a diff with more core mutants than MUTANTS_DIFF_MAX tests an even spread of that
+# many; the other parts share MUTANTS_DIFF_MAX_PARTS the same way (see --in-diff below).
 MUTANTS_DIFF_MAX=${MUTANTS_DIFF_MAX:-150}
+MUTANTS_DIFF_MAX_PARTS=${MUTANTS_DIFF_MAX_PARTS:-24}
 
 # Installed when first needed: a CI run whose commit touches no mutable code skips the build.
 ensure_cargo_mutants() {
@@ -35,11 +39,11 @@ ensure_cargo_mutants() {
 }
 
 # part: package | files it mutates | the functions it mutates when not all
-# Every part tests its mutants with its own package's unit and integration tests, not the
-# doctests (cargo-mutants tests the mutated package; see run_part): the cache backends run the
-# conformance suite (crate opero-conformance; a real redis-server for Redis) from their tests/,
-# opero-parallel the tests of opmap's ordering and one-result-per-item contract. A mutant so
-# rebuilds one crate and its few test binaries, never opero-tests'.
+# cargo-mutants tests the package it mutates; `-- --lib --tests` runs its unit and integration
+# tests, not its doctests. The cache backends run the conformance suite (crate
+# opero-conformance; a real redis-server for Redis) from their tests/, opero-parallel the tests of
+# opmap's ordering and one-result-per-item contract: a mutant rebuilds one crate and its few test
+# binaries, never opero-tests'.
 part_package() {
   case $1 in
     core) echo opero-core ;;
@@ -111,10 +115,12 @@ if [ "${1:-}" = "--in-diff" ]; then
   fi
   mkdir -p mutants.out
   status=0
-  # Only `core` by default: a mutant of another part rebuilds opero-tests' binaries (about a
-  # minute each here), so a diff touching a backend could take hours of CI.
-  # MUTANTS_DIFF_PARTS="core memory ..." widens it.
-  for part in ${MUTANTS_DIFF_PARTS:-core}; do
+  # Every part by default: each tests its mutants with its own crate's tests, a few seconds a
+  # mutant. MUTANTS_DIFF_PARTS="core redis" narrows it.
+  parts=()
+  counts=()
+  for part in ${MUTANTS_DIFF_PARTS:-core memory disk redis parallel}; do
+    part_package "$part" >/dev/null
     # shellcheck disable=SC2046 # file globs: the shell expands them to the part's files (a glob
     # that matches nothing reaches git as it is), so test modules in subfolders are not in the diff
     git diff "$base" -- $(part_files "$part") > "mutants.out/$part.diff"
@@ -127,10 +133,27 @@ if [ "${1:-}" = "--in-diff" ]; then
       echo "== $part: the diff touches no mutable code"
       continue
     fi
+    parts+=("$part")
+    counts+=("$count")
+  done
+  # The other parts' mutants cost several seconds each (a real redis-server, temp dirs, worker
+  # threads) against about two for core's: together they get MUTANTS_DIFF_MAX_PARTS, shared
+  # evenly among the parts the diff touches.
+  others=0
+  for part in "${parts[@]}"; do [ "$part" = core ] || others=$((others + 1)); done
+  for i in "${!parts[@]}"; do
+    part=${parts[$i]}
+    count=${counts[$i]}
+    if [ "$part" = core ]; then
+      max=$MUTANTS_DIFF_MAX
+    else
+      max=$(( MUTANTS_DIFF_MAX_PARTS / others ))
+      [ "$max" -ge 1 ] || max=1
+    fi
     shard=()
-    if [ "$count" -gt "$MUTANTS_DIFF_MAX" ]; then
-      shards=$(( (count + MUTANTS_DIFF_MAX - 1) / MUTANTS_DIFF_MAX ))
-      echo "== $part: $count mutants in the diff, more than MUTANTS_DIFF_MAX=$MUTANTS_DIFF_MAX:" \
+    if [ "$count" -gt "$max" ]; then
+      shards=$(( (count + max - 1) / max ))
+      echo "== $part: $count mutants in the diff, more than the $max it may test here:" \
         "testing every ${shards}th (run scripts/mutants.sh $part for all)"
       shard=(--shard "0/$shards" --sharding round-robin)
     else

@@ -1,7 +1,9 @@
 //! A memory-cache hit through the whole opero pipeline (`Opero::<MemoryCache>::call`: identity,
 //! key hashing, lookup, clone out) beside what a user would pick instead: a `#[cached]` function
 //! (the `cached` crate), and the bare stores (quick_cache, which `MemoryCache` is built on, and
-//! moka, which `MokaCache` is). The growth group reads a hit from caches of 10³ to 10⁶ entries,
+//! moka, which `MokaCache` is). `opero` and `cached` hit a `u64`, which a thread reading it again
+//! is answered from its own front; `opero_string` and `cached_string` hit a `String`, which comes
+//! from the shared store each time. The growth group reads a hit from caches of 10³ to 10⁶ entries,
 //! whose cost should stay flat, beside the bare quick_cache read with the same stride.
 //!
 //! Memory per entry is not a timing: `a_memory_cache_entry_costs_at_most_twice_a_quick_cache_entry`
@@ -22,6 +24,17 @@ fn square(x: &u64) -> Result<u64, String> {
     Ok(x.wrapping_mul(31))
 }
 
+/// A value that owns memory: served from the shared store on every hit (a per-thread front
+/// answers only small plain values), and cloned out, as `#[cached]` clones it.
+#[cached]
+fn cached_text(x: u64) -> String {
+    format!("value {x}")
+}
+
+fn text(x: &u64) -> Result<String, String> {
+    Ok(format!("value {x}"))
+}
+
 fn hit(c: &mut Criterion) {
     let opero = Opero::<MemoryCache>::builder()
         .cache(true)
@@ -29,6 +42,7 @@ fn hit(c: &mut Criterion) {
         .build()
         .unwrap();
     opero.call(&42u64, square).unwrap();
+    opero.call(&42u64, text).unwrap();
     let moka_pipeline = Opero::with_cache(
         opero::OperoConfig {
             cache: opero::CacheConfig::enabled("moka"),
@@ -39,6 +53,7 @@ fn hit(c: &mut Criterion) {
     .unwrap();
     moka_pipeline.call(&42u64, square).unwrap();
     cached_hit(42);
+    cached_text(42);
 
     let quick: quick_cache::sync::Cache<u64, u64> = quick_cache::sync::Cache::new(10_000);
     quick.insert(42, 42u64.wrapping_mul(31));
@@ -57,6 +72,10 @@ fn hit(c: &mut Criterion) {
         b.iter(|| moka_pipeline.call(black_box(&42u64), square).unwrap())
     });
     g.bench_function("moka_get", |b| b.iter(|| moka.get(black_box(&42u64))));
+    g.bench_function("cached_string", |b| b.iter(|| cached_text(black_box(42))));
+    g.bench_function("opero_string", |b| {
+        b.iter(|| opero.call(black_box(&42u64), text).unwrap())
+    });
     g.finish();
 }
 

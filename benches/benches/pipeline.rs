@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use backon::{BlockingRetryable, ExponentialBuilder, Retryable};
 use criterion::{criterion_group, criterion_main, Criterion};
-use opero::{Jitter, NoCache, Opero};
+use opero::{BreakerConfig, Jitter, NoCache, Opero};
 use tokio::runtime::Runtime;
 
 fn work(x: u64) -> Result<u64, String> {
@@ -139,7 +139,8 @@ fn async_no_fault_in_one_runtime(c: &mut Criterion) {
 
 /// The no-fault path with the time and result settings all configured (deadline, server hint,
 /// `retry_if_ok`, decorrelated jitter, and in async the per-attempt timeout) beside the bare
-/// pipeline: what the settings cost a call that needs none of them.
+/// pipeline: what the settings cost a call that needs none of them. `every_strategy` adds the
+/// guards: a circuit breaker and a bulkhead, and in async hedging.
 fn no_fault_with_limits(c: &mut Criterion) {
     let bare = Opero::<NoCache>::builder().retries(3).build().unwrap();
     let limited = || {
@@ -156,11 +157,23 @@ fn no_fault_with_limits(c: &mut Criterion) {
                 }
             })
     };
+    let breaker = || BreakerConfig {
+        failure_threshold: Some(5),
+        ..Default::default()
+    };
     let sync = limited().build().unwrap();
+    let every_sync = limited()
+        .circuit_breaker(breaker())
+        .bulkhead(64, 64)
+        .build()
+        .unwrap();
     let mut g = c.benchmark_group("no_fault_limits_sync");
     g.bench_function("bare", |b| b.iter(|| bare.run(|| work(black_box(1)))));
     g.bench_function("deadline_hint_if_ok", |b| {
         b.iter(|| sync.run(|| work(black_box(1))))
+    });
+    g.bench_function("every_strategy", |b| {
+        b.iter(|| every_sync.run(|| work(black_box(1))))
     });
     g.finish();
 
@@ -172,6 +185,13 @@ fn no_fault_with_limits(c: &mut Criterion) {
         .attempt_timeout(Duration::from_secs(1))
         .build()
         .unwrap();
+    let every_async = limited()
+        .attempt_timeout(Duration::from_secs(1))
+        .circuit_breaker(breaker())
+        .bulkhead(64, 64)
+        .hedge(Duration::from_secs(1), 1)
+        .build()
+        .unwrap();
     let mut g = c.benchmark_group("no_fault_limits_async");
     g.bench_function("bare", |b| {
         b.to_async(&rt)
@@ -180,6 +200,10 @@ fn no_fault_with_limits(c: &mut Criterion) {
     g.bench_function("deadline_timeout_hint_if_ok", |b| {
         b.to_async(&rt)
             .iter(|| asynk.run_async(|| work_async(black_box(1))))
+    });
+    g.bench_function("every_strategy", |b| {
+        b.to_async(&rt)
+            .iter(|| every_async.run_async(|| work_async(black_box(1))))
     });
     g.finish();
 }

@@ -4,7 +4,8 @@
 //! A hit is the hot path of a cached pipeline, so the layout is chosen for it: an entry is its
 //! 128-bit key hash plus one 40-byte slot (the value inline when it fits in 16 bytes, else behind
 //! an `Arc`), so a hit takes one shard read lock, one type check and one clone, and storing a
-//! small value allocates nothing beyond the table.
+//! small value allocates nothing beyond the table. A thread that reads a small plain value again
+//! is answered from its own front (see `front.rs`) without the lock, until the cache next changes.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -16,6 +17,7 @@ use quick_cache::sync::Cache;
 use quick_cache::UnitWeighter;
 
 use crate::erased::Stored;
+use crate::front::Generation;
 
 /// The default bound on the number of entries.
 pub const DEFAULT_MAX_CAPACITY: u64 = 10_000;
@@ -63,6 +65,8 @@ struct Inner {
     clock: quanta::Clock,
     epoch: quanta::Instant,
     namespaces: RwLock<HashMap<Arc<str>, u32>>,
+    /// Outdates the threads' fronts on every change of `store`.
+    generation: Generation,
 }
 
 /// An in-memory cache: per-entry TTL, namespaces, a capacity bound, and hits that clone the
@@ -135,6 +139,7 @@ impl MemoryCache {
                 epoch: clock.now(),
                 clock,
                 namespaces: RwLock::new(HashMap::new()),
+                generation: Generation::new(),
             }),
         }
     }
@@ -147,6 +152,12 @@ impl MemoryCache {
     /// The bound on the number of entries.
     pub fn max_capacity(&self) -> u64 {
         self.inner.store.capacity()
+    }
+
+    /// Whether the store holds `hash`, read without counting as a read.
+    #[cfg(test)]
+    pub(crate) fn holds(&self, hash: u128) -> bool {
+        self.inner.store.peek(&hash).is_some()
     }
 
     fn now(&self) -> u64 {
@@ -184,14 +195,33 @@ impl CacheBackend for MemoryCache {
 
     #[inline]
     fn get<V: CacheValue>(&self, key: &CacheKey<'_>) -> Result<Option<V>, OperoError> {
+        let generation = self.inner.generation.current();
+        if let Some(value) = self
+            .inner
+            .generation
+            .recall(generation, key.hash, || self.now())
+        {
+            return Ok(Some(value));
+        }
         let Some(slot) = self.inner.store.get(&key.hash) else {
             return Ok(None);
         };
         if slot.expires_at != NEVER && self.now() >= slot.expires_at {
             self.inner.store.remove(&key.hash);
+            self.inner.generation.bump();
             return Ok(None);
         }
-        Ok(slot.value.take::<V>())
+        let expires_at = slot.expires_at;
+        let value = slot.value.take::<V>();
+        if let Some(value) = &value {
+            // Read again soon, the value is answered from this thread's front; the store still
+            // sees one read per change of the cache (each change outdates the front), which is
+            // as often as its eviction, run by inserts, can use them.
+            self.inner
+                .generation
+                .remember(generation, key.hash, expires_at, value);
+        }
+        Ok(value)
     }
 
     fn set<V: CacheValue>(
@@ -217,17 +247,20 @@ impl CacheBackend for MemoryCache {
                 namespace: self.intern(key.namespace),
             },
         );
+        self.inner.generation.bump();
         Ok(())
     }
 
     fn delete(&self, key: &CacheKey<'_>) -> Result<(), OperoError> {
         self.inner.store.remove(&key.hash);
+        self.inner.generation.bump();
         Ok(())
     }
 
     fn clear(&self, namespace: &str) -> Result<(), OperoError> {
         if let Some(id) = self.namespace_id(namespace) {
             self.inner.store.retain(|_, slot| slot.namespace != id);
+            self.inner.generation.bump();
         }
         Ok(())
     }

@@ -110,7 +110,11 @@ impl Stored {
         } else {
             // SAFETY: as above, for the `Arc<V>` this slot owns.
             let arc = unsafe { this.data.as_ptr().cast::<Arc<V>>().read() };
-            Some(Arc::try_unwrap(arc).unwrap_or_else(|shared| (*shared).clone()))
+            // The store holds the entry's own reference, so the value is shared: cloned at once,
+            // without first trying (one more atomic operation) to take it whole.
+            let value = (*arc).clone();
+            drop(arc);
+            Some(value)
         }
     }
 }

@@ -32,6 +32,7 @@
 
 mod backend;
 mod erased;
+mod front;
 #[cfg(feature = "moka")]
 mod moka_backend;
 

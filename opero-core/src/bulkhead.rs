@@ -5,13 +5,11 @@
 //! Sync callers wait by blocking their thread, async callers by awaiting; both forms share one
 //! count and one first-come, first-served queue, and neither needs an async runtime.
 
-use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
+use std::sync::{Condvar, Mutex};
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Semaphore, SemaphorePermit, TryAcquireError};
+use tokio::sync::{Notify, Semaphore};
 
 use crate::error::{AttemptError, OperoError};
 use crate::metrics::Counters;
@@ -112,18 +110,40 @@ impl<E> From<BulkheadFull> for AttemptError<E> {
 /// drop(slot);
 /// assert!(bulkhead.enter_blocking().is_ok());
 /// ```
-#[derive(Debug)]
 pub struct Bulkhead {
-    slots: Semaphore,
+    /// Slots taken. An uncontended call takes and gives back its slot with one atomic operation
+    /// each; waiters are woken only when the queue is not empty.
+    in_flight: AtomicUsize,
     queued: AtomicUsize,
+    /// Where sync callers wait; notified under its lock, so that a waiter that has just found
+    /// every slot taken cannot miss the release that frees one.
+    blocked: (Mutex<()>, Condvar),
+    /// Where async callers wait.
+    awaiting: Notify,
     config: BulkheadConfig,
+}
+
+impl std::fmt::Debug for Bulkhead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bulkhead")
+            .field("config", &self.config)
+            .field("in_flight", &self.in_flight())
+            .field("queued", &self.queued())
+            .finish()
+    }
 }
 
 /// A slot in a [`Bulkhead`], given back when dropped.
 #[derive(Debug)]
 #[must_use = "the slot is given back when the permit is dropped"]
 pub struct BulkheadPermit<'a> {
-    _permit: SemaphorePermit<'a>,
+    bulkhead: &'a Bulkhead,
+}
+
+impl Drop for BulkheadPermit<'_> {
+    fn drop(&mut self) {
+        self.bulkhead.release();
+    }
 }
 
 /// A place in the queue, given back when the wait ends or is cancelled.
@@ -140,8 +160,10 @@ impl Bulkhead {
     pub fn new(config: &BulkheadConfig) -> Result<Self, OperoError> {
         config.validate()?;
         Ok(Bulkhead {
-            slots: Semaphore::new(config.max_concurrent),
+            in_flight: AtomicUsize::new(0),
             queued: AtomicUsize::new(0),
+            blocked: (Mutex::new(()), Condvar::new()),
+            awaiting: Notify::new(),
             config: *config,
         })
     }
@@ -153,7 +175,7 @@ impl Bulkhead {
 
     /// Calls in flight now.
     pub fn in_flight(&self) -> usize {
-        self.config.max_concurrent - self.slots.available_permits()
+        self.in_flight.load(Ordering::Acquire)
     }
 
     /// Calls waiting for a slot now.
@@ -168,17 +190,47 @@ impl Bulkhead {
         }
     }
 
+    /// A slot, if one is free.
+    #[inline]
+    fn try_slot(&self) -> Option<BulkheadPermit<'_>> {
+        let max = self.config.max_concurrent;
+        // SeqCst, with `release`: a waiter that counted itself queued and then finds no slot is
+        // seen by the release that frees one (or sees that release's slot).
+        self.in_flight
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| BulkheadPermit { bulkhead: self })
+    }
+
+    /// Gives a slot back and wakes a waiter of each kind, if any wait.
+    #[inline]
+    fn release(&self) {
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if self.queued.load(Ordering::SeqCst) != 0 {
+            self.wake();
+        }
+    }
+
+    #[cold]
+    fn wake(&self) {
+        // A woken waiter that loses the slot to another caller waits again; every release wakes
+        // again, so a free slot never sits beside a waiter.
+        self.awaiting.notify_one();
+        let (lock, cond) = &self.blocked;
+        let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
+        cond.notify_one();
+    }
+
     /// A slot now, a place in the queue, or the refusal.
     fn try_enter(&self) -> Result<Result<BulkheadPermit<'_>, QueuePlace<'_>>, BulkheadFull> {
-        match self.slots.try_acquire() {
-            Ok(permit) => return Ok(Ok(BulkheadPermit { _permit: permit })),
-            Err(TryAcquireError::NoPermits) => {}
-            // The semaphore is never closed.
-            Err(TryAcquireError::Closed) => return Err(self.full()),
+        if let Some(permit) = self.try_slot() {
+            return Ok(Ok(permit));
         }
         let max = self.config.max_queue;
         self.queued
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |q| {
                 (q < max).then_some(q + 1)
             })
             .map_err(|_| self.full())?;
@@ -192,9 +244,17 @@ impl Bulkhead {
             Ok(permit) => return Ok(permit),
             Err(place) => place,
         };
-        let permit = self.slots.acquire().await.map_err(|_| self.full())?;
-        drop(place);
-        Ok(BulkheadPermit { _permit: permit })
+        loop {
+            // Registered before the slot is looked for, so a release in between is not missed.
+            let notified = self.awaiting.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(permit) = self.try_slot() {
+                drop(place);
+                return Ok(permit);
+            }
+            notified.await;
+        }
     }
 
     /// A slot, blocking the thread in the queue when every slot is taken; the refusal when the
@@ -204,9 +264,16 @@ impl Bulkhead {
             Ok(permit) => return Ok(permit),
             Err(place) => place,
         };
-        let permit = block_on(self.slots.acquire()).map_err(|_| self.full())?;
-        drop(place);
-        Ok(BulkheadPermit { _permit: permit })
+        let (lock, cond) = &self.blocked;
+        let mut held = lock.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(permit) = self.try_slot() {
+                drop(held);
+                drop(place);
+                return Ok(permit);
+            }
+            held = cond.wait(held).unwrap_or_else(|p| p.into_inner());
+        }
     }
 
     /// [`enter`](Self::enter), counting and logging a refusal.
@@ -242,32 +309,75 @@ fn on_full(full: &BulkheadFull, metrics: Option<Counters<'_>>) {
     );
 }
 
-/// Polls `fut` on this thread, parked until woken: the sync wait for a slot, with no runtime.
-fn block_on<F: Future>(fut: F) -> F::Output {
-    struct Unpark(std::thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-        fn wake_by_ref(self: &Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut fut = std::pin::pin!(fut);
-    loop {
-        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
-            return v;
-        }
-        std::thread::park();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
     use std::time::Duration;
+
+    #[test]
+    fn threads_and_tasks_together_never_exceed_the_slots_and_all_get_one() {
+        // Sync and async callers queue on the same slots; a lost wake-up would hang this test.
+        let b = bulkhead(2, 64);
+        let inside = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let enter = |inside: &AtomicUsize, most: &AtomicUsize| {
+            let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+            most.fetch_max(now, Ordering::SeqCst);
+        };
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let (b, inside, most) = (Arc::clone(&b), Arc::clone(&inside), Arc::clone(&most));
+                std::thread::spawn(move || {
+                    for _ in 0..500 {
+                        let _slot = b.enter_blocking().unwrap();
+                        enter(&inside, &most);
+                        std::thread::yield_now();
+                        inside.fetch_sub(1, Ordering::SeqCst);
+                    }
+                })
+            })
+            .collect();
+        // Async callers on two runtimes of their own threads, two tasks each.
+        let runtimes: Vec<_> = (0..2)
+            .map(|_| {
+                let (b, inside, most) = (Arc::clone(&b), Arc::clone(&inside), Arc::clone(&most));
+                std::thread::spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .build()
+                        .unwrap();
+                    runtime.block_on(async {
+                        let tasks: Vec<_> = (0..2)
+                            .map(|_| {
+                                let (b, inside, most) =
+                                    (Arc::clone(&b), Arc::clone(&inside), Arc::clone(&most));
+                                tokio::spawn(async move {
+                                    for _ in 0..500 {
+                                        let _slot = b.enter().await.unwrap();
+                                        enter(&inside, &most);
+                                        tokio::task::yield_now().await;
+                                        inside.fetch_sub(1, Ordering::SeqCst);
+                                    }
+                                })
+                            })
+                            .collect();
+                        for t in tasks {
+                            t.await.unwrap();
+                        }
+                    });
+                })
+            })
+            .collect();
+        for t in threads.into_iter().chain(runtimes) {
+            t.join().unwrap();
+        }
+        assert!(
+            most.load(Ordering::SeqCst) <= 2,
+            "{} in flight",
+            most.load(Ordering::SeqCst)
+        );
+        assert_eq!((b.in_flight(), b.queued()), (0, 0));
+    }
 
     fn bulkhead(max_concurrent: usize, max_queue: usize) -> Arc<Bulkhead> {
         Arc::new(

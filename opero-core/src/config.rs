@@ -57,7 +57,11 @@ pub struct RetryConfig {
     /// never meets it): no delay or permit wait runs past it, a retry whose delay would cross it
     /// is not started, no further fallback value is tried after it, and in the async forms an
     /// attempt still running when it passes is cut ([`AttemptError::DeadlineExceeded`]). The
-    /// sync forms check it between attempts. A call it ends says so in
+    /// sync forms check it between attempts, and count it from a process clock that a background
+    /// thread ticks every millisecond while sync calls with a deadline run (it parks after
+    /// 100 ms without one): the last tick is never after the call, so a sync deadline may end a
+    /// call up to about a millisecond early, never late, and reading no clock on the no-fault
+    /// path keeps it as cheap as a call without one. A call it ends says so in
     /// [`AllFailedError::ended_by_deadline`]. Must be positive.
     ///
     /// [`AttemptError::DeadlineExceeded`]: crate::AttemptError::DeadlineExceeded

@@ -186,10 +186,10 @@ impl<'a> FunctionId<'a> {
 
     /// A short label for keys people read (Redis): the name, or `fn-` and 16 hex digits of the
     /// identity's hash (computed only when printed).
-    pub fn label(&self) -> FunctionLabel<'a> {
+    pub fn label(&self) -> FunctionLabel<'_> {
         match self.name {
             Some(n) => FunctionLabel::Named(n),
-            None => FunctionLabel::Anonymous(*self),
+            None => FunctionLabel::Anonymous(self),
         }
     }
 }
@@ -288,8 +288,10 @@ static IDENTITIES: std::sync::OnceLock<
 pub enum FunctionLabel<'a> {
     /// A user-given name.
     Named(&'a str),
-    /// An unnamed function, printed as a hash of its type name and location.
-    Anonymous(FunctionId<'a>),
+    /// An unnamed function, printed as a hash of its type name and location. Borrowed: a key is
+    /// built on every cached call, and copying the whole identity into it cost a hit more than
+    /// the rest of the key.
+    Anonymous(&'a FunctionId<'a>),
 }
 
 impl fmt::Display for FunctionLabel<'_> {

@@ -68,6 +68,7 @@ mod retry;
 mod sleep;
 #[cfg(test)]
 mod tests;
+mod ticker;
 
 pub use breaker::{BreakerConfig, BreakerPermit, BreakerState, CircuitBreaker};
 pub use bulkhead::{Bulkhead, BulkheadConfig, BulkheadFull, BulkheadPermit};

@@ -351,9 +351,15 @@ impl<C, K, P> Opero<C, K, P> {
     #[inline]
     fn function_or_name<'f>(&'f self, function: FunctionId<'f>) -> FunctionId<'f> {
         match &self.name {
-            Some(name) => FunctionId::named_with_fingerprint(&name.text, name.fingerprint),
+            Some(name) => self.name_id(name),
             None => function,
         }
+    }
+
+    /// The identity of this pipeline's name.
+    #[inline]
+    fn name_id<'f>(&'f self, name: &'f Name) -> FunctionId<'f> {
+        FunctionId::named_with_fingerprint(&name.text, name.fingerprint)
     }
 
     /// The pipeline's counters under this clone's name.
@@ -591,14 +597,16 @@ where
         if self.shared.plain {
             return self.attempts().run_sync_unguarded(values, |v| f(args, v));
         }
-        self.call_guarded_or_cached(function, args, values, f)
+        // By reference: the identity was just written field by field, and reading it back whole
+        // to copy it stalls on those stores.
+        self.call_guarded_or_cached(&function, args, values, f)
     }
 
     /// [`call_attempts`](Self::call_attempts) with a cache, guards or both.
     #[inline(never)]
     fn call_guarded_or_cached<A, V, T, E, F>(
         &self,
-        function: FunctionId<'_>,
+        function: &FunctionId<'_>,
         args: &A,
         values: &[V],
         mut f: F,
@@ -622,7 +630,7 @@ where
     fn call_cached<A, V, T, E, F>(
         &self,
         cache: &C,
-        function: FunctionId<'_>,
+        function: &FunctionId<'_>,
         args: &A,
         values: &[V],
         mut f: F,
@@ -634,13 +642,20 @@ where
         P: RetryPolicy<E>,
         E: Display,
     {
-        let function = self.function_or_name(function);
-        let Some(key) = self.make_key(&function, |ns| {
+        let named;
+        let function = match &self.name {
+            Some(name) => {
+                named = self.name_id(name);
+                &named
+            }
+            None => function,
+        };
+        let Some(key) = self.make_key(function, |ns| {
             C::key_hash(
                 &self.shared.key_fn,
                 ns,
                 self.shared.namespace_fingerprint,
-                &function,
+                function,
                 args,
             )
         }) else {
@@ -928,7 +943,7 @@ where
     /// backend ([`CacheBackend::LOCAL_KEYS`]) the process-local [`KeyFn::hash_local`].
     pub fn key<'k, A: Serialize + ?Sized>(
         &'k self,
-        function: &FunctionId<'k>,
+        function: &'k FunctionId<'k>,
         args: &A,
     ) -> Option<CacheKey<'k>>
     where
@@ -958,7 +973,7 @@ where
 
     fn make_key<'k>(
         &'k self,
-        function: &FunctionId<'k>,
+        function: &'k FunctionId<'k>,
         hash: impl FnOnce(&str) -> Result<u128, OperoError>,
     ) -> Option<CacheKey<'k>> {
         if !function.identifies() {
@@ -1405,8 +1420,10 @@ where
                 inner: Uncached::new(
                     opero,
                     values,
+                    // Only the wrapper and the arguments are captured: the pipeline is reached
+                    // through the wrapper, keeping the closure (held by the future) two words.
                     move |v: &V| {
-                        Checked::new(&opero.shared.policy, (self.f)(args.clone(), v.clone()))
+                        Checked::new(&self.opero.shared.policy, (self.f)(args.clone(), v.clone()))
                     },
                     |attempts: Attempts<'s, P>, values: &'s [V], f, start| {
                         attempts.run_async_boxed(values, f, start)

@@ -16,6 +16,7 @@ use crate::hedge::HedgeConfig;
 use crate::metrics::Counters;
 use crate::rate_limit::RateLimiter;
 use crate::retry::RetryPolicy;
+use crate::ticker::{Tick, Ticker};
 
 /// The time bounds of a call: `retry.deadline` and `retry.attempt_timeout`.
 #[derive(Clone, Copy, Debug, Default)]
@@ -24,12 +25,12 @@ pub(crate) struct Limits {
     pub(crate) attempt_timeout: Option<Duration>,
 }
 
-/// When a call started, on the clock its waits run on: the CPU's timestamp counter (quanta,
-/// several times cheaper to read than the OS clock, which matters on the no-fault path) for the
-/// sync loop, tokio's (paused in tests) for the async one.
+/// When a call started, on the clock its waits run on: the process clock's last tick (see
+/// `ticker.rs`; no clock read on the no-fault path) for the sync loop, tokio's (paused in tests)
+/// for the async one.
 #[derive(Clone, Copy)]
 enum Clock {
-    Tsc(quanta::Instant),
+    Ticked(Tick),
     Tokio(tokio::time::Instant),
 }
 
@@ -43,9 +44,10 @@ pub(crate) struct Budget {
 impl Budget {
     #[inline]
     fn sync(limits: &Limits) -> Option<Self> {
+        // The clock's last tick: never after the call, so the deadline is never late.
         limits.deadline.map(|deadline| Budget {
             deadline,
-            start: Clock::Tsc(quanta::Instant::now()),
+            start: Clock::Ticked(Ticker::global().start()),
         })
     }
 
@@ -60,7 +62,7 @@ impl Budget {
     /// Time left before the deadline, zero once past it.
     pub(crate) fn left(&self) -> Duration {
         let elapsed = match self.start {
-            Clock::Tsc(at) => quanta::Instant::now().saturating_duration_since(at),
+            Clock::Ticked(at) => Ticker::global().elapsed(at),
             Clock::Tokio(at) => at.elapsed(),
         };
         self.deadline.saturating_sub(elapsed)

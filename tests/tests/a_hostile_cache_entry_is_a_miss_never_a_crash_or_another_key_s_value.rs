@@ -43,8 +43,12 @@ fn pipeline<C: CacheBackend>(cache: C) -> Opero<C> {
 }
 
 fn key_of<'k, C: opero::KeyScope>(opero: &'k Opero<C>, arg: &u32) -> CacheKey<'k> {
-    opero.key(&FunctionId::named("tree"), arg).unwrap()
+    opero.key(&FUNCTION, arg).unwrap()
 }
+
+/// The function the pipeline's name gives its calls (a key borrows its function).
+static FUNCTION: std::sync::LazyLock<FunctionId<'static>> =
+    std::sync::LazyLock::new(|| FunctionId::named("tree"));
 
 #[test]
 fn the_codec_decodes_shallow_trees_and_refuses_deep_ones() {

@@ -49,8 +49,12 @@ impl Raw for RedisRaw {
 }
 
 fn key_of<'k, C: opero::KeyScope>(opero: &'k Opero<C>, arg: &str) -> CacheKey<'k> {
-    opero.key(&FunctionId::named("profile"), arg).unwrap()
+    opero.key(&FUNCTION, arg).unwrap()
 }
+
+/// The function the pipeline's name gives its calls (a key borrows its function).
+static FUNCTION: std::sync::LazyLock<FunctionId<'static>> =
+    std::sync::LazyLock::new(|| FunctionId::named("profile"));
 
 fn profile(user: &str) -> Result<String, String> {
     Ok(format!("profile of {user}"))

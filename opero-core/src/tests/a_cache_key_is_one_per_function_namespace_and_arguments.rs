@@ -124,7 +124,7 @@ fn a_closure_is_identified_by_its_type_and_call_site() {
     assert_eq!(a.name(), None);
     assert!(a.type_name().ends_with("{{closure}}"), "{}", a.type_name());
     assert_eq!(a.location(), Some(site));
-    assert_eq!(a.label(), FunctionLabel::Anonymous(a));
+    assert_eq!(a.label(), FunctionLabel::Anonymous(&a));
     // Again at the same site: the same identity (the repeated lookup is served from a cache).
     assert_eq!(id_of(&add, site), a);
     assert_eq!(id_of(&add, site), a);
@@ -173,7 +173,7 @@ fn a_cache_key_reads_as_namespace_function_and_hash() {
     let id = id_of(&add, here());
     let fingerprint = u128::from_le_bytes(id.fingerprint_bytes());
     assert_eq!(
-        FunctionLabel::Anonymous(id).to_string(),
+        FunctionLabel::Anonymous(&id).to_string(),
         format!("fn-{:016x}", fingerprint as u64)
     );
 }

@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
+use opero_cache_memory::MemoryCache;
 #[cfg(feature = "moka")]
 use opero_cache_memory::MokaCache;
-use opero_cache_memory::MemoryCache;
 
 #[test]
 fn memory_cache_sync() {

@@ -24,7 +24,10 @@ fn executors() -> Vec<(&'static str, AnyExecutor)> {
             "rayon",
             AnyExecutor::Rayon(RayonExecutor::new(WORKERS).unwrap()),
         ),
-        ("any thread", AnyExecutor::new(Mode::Thread, WORKERS).unwrap()),
+        (
+            "any thread",
+            AnyExecutor::new(Mode::Thread, WORKERS).unwrap(),
+        ),
         ("any rayon", AnyExecutor::new(Mode::Rayon, WORKERS).unwrap()),
     ]
 }
@@ -80,7 +83,10 @@ fn a_rayon_executor_on_a_given_pool_has_that_pool_s_threads() {
         .unwrap();
     let executor = RayonExecutor::with_pool(Arc::new(pool));
     assert_eq!(executor.workers(), 2);
-    assert_eq!(executor.map_ordered(vec![1, 2, 3], |i, x| x * 10 + i), [10, 21, 32]);
+    assert_eq!(
+        executor.map_ordered(vec![1, 2, 3], |i, x| x * 10 + i),
+        [10, 21, 32]
+    );
 }
 
 #[tokio::test]

@@ -123,6 +123,10 @@ fn a_thread_mode_stream_runs_its_items_on_every_worker_at_once() {
             Ok::<_, String>(*n >= 2)
         })
         .unwrap();
-    let met: Vec<_> = map.iter(0u64..2).unwrap().map(|(_, r)| r.unwrap()).collect();
+    let met: Vec<_> = map
+        .iter(0u64..2)
+        .unwrap()
+        .map(|(_, r)| r.unwrap())
+        .collect();
     assert_eq!(met, [true, true]);
 }

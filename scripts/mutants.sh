@@ -5,17 +5,20 @@
 #   scripts/mutants.sh core memory     only the named parts (core memory disk redis parallel)
 #   MUTANTS_FILES="opero-core/src/key.rs" scripts/mutants.sh core
 #                                      only these files of the part
-#   scripts/mutants.sh --in-diff       only the code the last commit touched (CI); fails on a
-#                                      missed mutant. MUTANTS_BASE=<rev> diffs against <rev>
-#                                      instead of HEAD~1.
+#   scripts/mutants.sh --in-diff       only the code the last commit touched, in every part (CI);
+#                                      fails on a missed mutant. MUTANTS_BASE=<rev> diffs
+#                                      against <rev> instead of HEAD~1; MUTANTS_DIFF_PARTS picks
+#                                      the parts.
 #
-# Each part mutates its crate's outcome-deciding files and runs only the tests that exercise them,
-# so that a mutant costs an incremental rebuild of one crate and a few test binaries. Settings and
+# Each part mutates its crate's outcome-deciding files and runs only that crate's unit and
+# integration tests, so that a mutant costs an incremental rebuild of one crate and a few test
+# binaries. Settings and
 # the mutants left out (each with its reason) are in .cargo/mutants.toml. Results go to
 # mutants.out/<part>/; a summary line per part gives caught / missed / timeout / unviable and the
 # score, caught (timeouts included) over caught plus missed.
 #
-# Runs in place (the mutated file is restored after each mutant): do not edit the tree meanwhile.
+# With MUTANTS_JOBS=1 and --in-diff it runs in place (the mutated file is restored after each
+# mutant): do not edit the tree meanwhile. Otherwise cargo-mutants tests in copies of the tree.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
@@ -23,8 +26,15 @@ export CARGO_TERM_COLOR=never
 export CARGO_INCREMENTAL=1
 
 MUTANTS_VERSION=27.1.0
-# CI bound: a diff with more mutants than this tests an even spread of this many of them.
+# Mutants tested at once by the whole measurement. Two on two cores: a mutant's build and test
+# leave a core idle part of the time (one crate, one linker); on the core part this took 212 s
+# against 307 s for one at a time (README "Testing"). --in-place, used with one job and by
+# --in-diff, is incompatible with more.
+MUTANTS_JOBS=${MUTANTS_JOBS:-2}
+# CI bounds: a diff with more core mutants than MUTANTS_DIFF_MAX tests an even spread of that
+# many; the other parts share MUTANTS_DIFF_MAX_PARTS the same way (see --in-diff below).
 MUTANTS_DIFF_MAX=${MUTANTS_DIFF_MAX:-150}
+MUTANTS_DIFF_MAX_PARTS=${MUTANTS_DIFF_MAX_PARTS:-24}
 
 # Installed when first needed: a CI run whose commit touches no mutable code skips the build.
 ensure_cargo_mutants() {
@@ -34,9 +44,12 @@ ensure_cargo_mutants() {
   fi
 }
 
-# part: package | files it mutates | test packages | cargo test arguments
-# The cache backends are checked by the conformance suite (a real redis-server for Redis), opmap
-# by the tests of its ordering and one-result-per-item contract.
+# part: package | files it mutates | the functions it mutates when not all
+# cargo-mutants tests the package it mutates; `-- --lib --tests` runs its unit and integration
+# tests, not its doctests. The cache backends run the conformance suite (crate
+# opero-conformance; a real redis-server for Redis) from their tests/, opero-parallel the tests of
+# opmap's ordering and one-result-per-item contract: a mutant rebuilds one crate and its few test
+# binaries, never opero-tests'.
 part_package() {
   case $1 in
     core) echo opero-core ;;
@@ -63,60 +76,26 @@ part_re() {
     *) echo '' ;;
   esac
 }
-part_tests() {
-  local conformance="--test every_backend_passes_the_conformance_suite"
-  case $1 in
-    core) echo "--test-package opero-core -- --lib --tests" ;;
-    memory) echo "--test-package opero-cache-memory,opero-tests -- --lib $conformance --test the_memory_cache_expires_isolates_and_never_stores_errors" ;;
-    disk) echo "--test-package opero-cache-disk,opero-tests -- --lib $conformance --test disk_cache_survives_corruption_and_an_unwritable_directory" ;;
-    redis) echo "--test-package opero-cache-redis,opero-tests -- --lib $conformance --test redis_cache_survives_a_server_restart" ;;
-    parallel) echo "--test-package opero-parallel,opero-tests -- --lib --test opmap_keeps_input_order_when_items_finish_in_reverse --test opmap_returns_one_result_per_input_for_any_input --test opmap_thread_mode_keeps_order_and_one_result_per_item_around_chunk_boundaries" ;;
-  esac
-}
 
 # Runs cargo-mutants on one part; extra arguments go before the test arguments.
 run_part() {
   local part=$1; shift
-  local package files re tests
+  local package files re
   package=$(part_package "$part")
   files=${MUTANTS_FILES:-$(part_files "$part")}
   re=$(part_re "$part")
-  tests=$(part_tests "$part")
   mkdir -p "mutants.out/$part"
-  local args=(--in-place --no-shuffle -p "$package" -o "mutants.out/$part")
+  local args=(--no-shuffle -p "$package" -o "mutants.out/$part")
+  if [ "$MUTANTS_JOBS" -gt 1 ]; then
+    # cargo-mutants tests in copies of the tree, one per job, each built once from scratch.
+    args+=(--jobs "$MUTANTS_JOBS")
+  else
+    args+=(--in-place)
+  fi
   local f
   for f in $files; do args+=(-f "$f"); done
   [ -n "$re" ] && args+=(--re "$re")
-  if [ "$part" != core ]; then
-    # cargo-mutants 27.1 runs its baseline on the mutated package alone, whatever
-    # --test-package says, so a part whose tests live in opero-tests fails it ("no test target").
-    # The baseline runs here instead, on the packages the mutants are tested with; listing
-    # (--list) needs none.
-    case " $* " in
-      *" --list "*) ;;
-      *) part_baseline "$part" || return 4 ;;
-    esac
-    args+=(--baseline skip --timeout 300)
-  fi
-  # shellcheck disable=SC2086 # the test arguments are words
-  cargo mutants "${args[@]}" "$@" $tests
-}
-
-# `cargo test` on the unmutated tree with a part's test packages and arguments.
-part_baseline() {
-  local tests packages rest pkg
-  tests=$(part_tests "$1")
-  packages=${tests#--test-package }
-  packages=${packages%% *}
-  rest=${tests#* -- }
-  local cargo_args=()
-  for pkg in ${packages//,/ }; do cargo_args+=(-p "$pkg"); done
-  echo "== $1: baseline (cargo test ${cargo_args[*]} --all-features $rest)"
-  # shellcheck disable=SC2086 # the test arguments are words
-  cargo test "${cargo_args[@]}" --all-features $rest >"mutants.out/$1/baseline.log" 2>&1 || {
-    echo "mutants.sh: $1: the tests fail without any mutation; see mutants.out/$1/baseline.log" >&2
-    return 1
-  }
+  cargo mutants "${args[@]}" "$@" -- --lib --tests
 }
 
 summary() {
@@ -138,6 +117,9 @@ EOF
 
 if [ "${1:-}" = "--in-diff" ]; then
   shift
+  # In place: the tree CI just tested is built already, and a diff has few mutants, so copies
+  # built from scratch would cost more than a second job saves.
+  MUTANTS_JOBS=1
   if [ -n "${MUTANTS_BASE:-}" ]; then
     base=$MUTANTS_BASE
   elif git rev-parse --verify -q HEAD~1 >/dev/null; then
@@ -148,10 +130,12 @@ if [ "${1:-}" = "--in-diff" ]; then
   fi
   mkdir -p mutants.out
   status=0
-  # Only `core` by default: a mutant of another part rebuilds opero-tests' binaries (about a
-  # minute each here), so a diff touching a backend could take hours of CI.
-  # MUTANTS_DIFF_PARTS="core memory ..." widens it.
-  for part in ${MUTANTS_DIFF_PARTS:-core}; do
+  # Every part by default: each tests its mutants with its own crate's tests, a few seconds a
+  # mutant. MUTANTS_DIFF_PARTS="core redis" narrows it.
+  parts=()
+  counts=()
+  for part in ${MUTANTS_DIFF_PARTS:-core memory disk redis parallel}; do
+    part_package "$part" >/dev/null
     # shellcheck disable=SC2046 # file globs: the shell expands them to the part's files (a glob
     # that matches nothing reaches git as it is), so test modules in subfolders are not in the diff
     git diff "$base" -- $(part_files "$part") > "mutants.out/$part.diff"
@@ -164,10 +148,27 @@ if [ "${1:-}" = "--in-diff" ]; then
       echo "== $part: the diff touches no mutable code"
       continue
     fi
+    parts+=("$part")
+    counts+=("$count")
+  done
+  # The other parts' mutants cost several seconds each (a real redis-server, temp dirs, worker
+  # threads) against about two for core's: together they get MUTANTS_DIFF_MAX_PARTS, shared
+  # evenly among the parts the diff touches.
+  others=0
+  for part in "${parts[@]}"; do [ "$part" = core ] || others=$((others + 1)); done
+  for i in "${!parts[@]}"; do
+    part=${parts[$i]}
+    count=${counts[$i]}
+    if [ "$part" = core ]; then
+      max=$MUTANTS_DIFF_MAX
+    else
+      max=$(( MUTANTS_DIFF_MAX_PARTS / others ))
+      [ "$max" -ge 1 ] || max=1
+    fi
     shard=()
-    if [ "$count" -gt "$MUTANTS_DIFF_MAX" ]; then
-      shards=$(( (count + MUTANTS_DIFF_MAX - 1) / MUTANTS_DIFF_MAX ))
-      echo "== $part: $count mutants in the diff, more than MUTANTS_DIFF_MAX=$MUTANTS_DIFF_MAX:" \
+    if [ "$count" -gt "$max" ]; then
+      shards=$(( (count + max - 1) / max ))
+      echo "== $part: $count mutants in the diff, more than the $max it may test here:" \
         "testing every ${shards}th (run scripts/mutants.sh $part for all)"
       shard=(--shard "0/$shards" --sharding round-robin)
     else

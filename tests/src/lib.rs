@@ -2,24 +2,15 @@
 //! single-flight across processes ([`flight`]), a real [`RedisServer`] and a real
 //! [`RedisCluster`].
 
-pub mod conformance;
 pub mod flight;
 pub mod http_server;
 mod redis_cluster;
-mod redis_server;
 
+/// The backend conformance suite (crate `opero-conformance`, which the backend crates' own tests
+/// run too).
+pub use opero_conformance as conformance;
+pub use opero_conformance::{no_delay, RedisServer};
 pub use redis_cluster::RedisCluster;
-pub use redis_server::RedisServer;
-
-/// Retry settings without waiting, for tests that count attempts rather than time them.
-pub fn no_delay() -> opero::RetryConfig {
-    opero::RetryConfig {
-        min_delay: std::time::Duration::ZERO,
-        max_delay: std::time::Duration::ZERO,
-        jitter: opero::Jitter::None,
-        ..Default::default()
-    }
-}
 
 /// A pipeline with default retries that caches in `cache` under `namespace`.
 pub fn cached_in<C: opero::CacheBackend>(cache: C, namespace: &str) -> opero::Opero<C> {

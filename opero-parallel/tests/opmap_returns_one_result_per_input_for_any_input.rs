@@ -1,7 +1,8 @@
 //! Property: for random inputs, worker counts, modes and failure patterns, exactly one result per
 //! input, in input order when ordered, none lost, none duplicated.
 
-use opero::{opmap, Jitter, Mode};
+use opero_core::Jitter;
+use opero_parallel::{opmap, Mode};
 use proptest::prelude::*;
 use std::time::Duration;
 
@@ -20,7 +21,7 @@ fn check(
     items: &[u16],
     fail_every: u16,
     ordered: bool,
-    out: Vec<(usize, Result<u32, opero::AllFailedError<String>>)>,
+    out: Vec<(usize, Result<u32, opero_core::AllFailedError<String>>)>,
 ) {
     assert_eq!(out.len(), items.len());
     let mut seen = vec![false; items.len()];
@@ -82,7 +83,7 @@ proptest! {
             let pairs: Vec<(usize, u16)> = items.iter().copied().enumerate().collect();
             rt.block_on(async {
                 if streamed {
-                    futures::StreamExt::collect::<Vec<_>>(map.stream(pairs)).await
+                    futures_util::StreamExt::collect::<Vec<_>>(map.stream(pairs)).await
                 } else {
                     map.call_indexed(pairs).await
                 }

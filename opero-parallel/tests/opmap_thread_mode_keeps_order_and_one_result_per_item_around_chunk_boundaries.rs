@@ -2,7 +2,7 @@
 //! across chunk boundaries, every item gets exactly one result, in input order, also from an
 //! iterator that gives no size hint and in the unordered and streamed forms.
 
-use opero::{opmap, Mode};
+use opero_parallel::{opmap, Mode};
 
 /// Sizes at and around the chunk limit (1,024) and its shares, plus odd counts.
 const SIZES: [usize; 16] = [
@@ -48,7 +48,7 @@ fn every_size_around_a_chunk_boundary_keeps_order_and_one_result_per_item() {
                 .collect()
         };
         let plain =
-            |out: Vec<Result<u64, opero::AllFailedError<String>>>| -> Vec<Result<u64, String>> {
+            |out: Vec<Result<u64, opero_core::AllFailedError<String>>>| -> Vec<Result<u64, String>> {
                 out.into_iter()
                     .map(|r| r.map_err(|e| e.last_error().cloned().unwrap()))
                     .collect()

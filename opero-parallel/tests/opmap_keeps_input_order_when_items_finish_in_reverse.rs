@@ -1,7 +1,7 @@
 //! `ordered`: items that finish in reverse order still come back in input order; unordered
 //! results come in completion order, each with its input index.
 
-use opero::{opmap, Mode};
+use opero_parallel::{opmap, Mode};
 use std::time::Duration;
 
 #[test]

@@ -5,15 +5,15 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use opero::{CacheBackend, CacheConfig, DiskCache, OperoConfig};
-use opero_tests::conformance::{fresh_namespace, key};
-use opero_tests::no_delay;
+use opero_cache_disk::DiskCache;
+use opero_conformance::{fresh_namespace, key, no_delay};
+use opero_core::{CacheBackend, CacheConfig, OperoConfig};
 
-type Opero = opero::Opero<DiskCache>;
+type Opero = opero_core::Opero<DiskCache>;
 
 fn pipeline(cache: DiskCache) -> Opero {
     let cfg = OperoConfig {
-        retry: opero::RetryConfig {
+        retry: opero_core::RetryConfig {
             retries: 0,
             ..no_delay()
         },

@@ -1,7 +1,8 @@
 //! Isolation: one item that always fails, or panics, takes its own place as an error; every other
 //! result is there.
 
-use opero::{opmap, AttemptError, Jitter, Mode};
+use opero_core::{AttemptError, Jitter};
+use opero_parallel::{opmap, Mode};
 use std::time::Duration;
 
 #[test]

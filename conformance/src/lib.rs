@@ -1,25 +1,44 @@
 //! The backend conformance suite, written once and run against every backend (memory, disk,
 //! Redis, and a user's own): pass a backend to [`run_sync`] or [`run_async`], or call one check.
+//! Also a real [`RedisServer`] to run it against, and [`no_delay`] retry settings.
 //!
 //! Every check works in a fresh random namespace, so checks may share one store, and several
 //! test processes may share one server.
+//!
+//! This crate depends on opero-core alone, so that each backend crate runs the suite from its own
+//! tests (and a change to a backend rebuilds that backend and its tests, not this crate);
+//! `opero-tests` re-exports it as `opero_tests::conformance`.
 //!
 //! # Examples
 //!
 //! ```
 //! use std::sync::Arc;
-//! let cache = Arc::new(opero::MemoryCache::default());
-//! opero_tests::conformance::round_trip(&*cache);
+//! let cache = Arc::new(opero_cache_memory::MemoryCache::default());
+//! opero_conformance::round_trip(&*cache);
 //! ```
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use opero::{
+use opero_core::{
     CacheBackend, CacheConfig, CacheKey, FunctionId, FunctionLabel, KeyFn, OperoConfig, StableKey,
 };
 use serde::{Deserialize, Serialize};
+
+mod redis_server;
+
+pub use redis_server::RedisServer;
+
+/// Retry settings without waiting, for tests that count attempts rather than time them.
+pub fn no_delay() -> opero_core::RetryConfig {
+    opero_core::RetryConfig {
+        min_delay: Duration::ZERO,
+        max_delay: Duration::ZERO,
+        jitter: opero_core::Jitter::None,
+        ..Default::default()
+    }
+}
 
 /// A value with some structure, so that a decoding slip shows.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -60,9 +79,9 @@ pub fn key(ns: &str, n: u128) -> CacheKey<'_> {
 
 fn config(ns: &str) -> OperoConfig {
     OperoConfig {
-        retry: opero::RetryConfig {
+        retry: opero_core::RetryConfig {
             retries: 0,
-            ..crate::no_delay()
+            ..no_delay()
         },
         cache: CacheConfig {
             namespace: ns.to_owned(),

@@ -18,7 +18,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// # Examples
 ///
 /// ```no_run
-/// let server = opero_tests::RedisServer::start();
+/// let server = opero_conformance::RedisServer::start();
 /// let url = server.url(); // redis://127.0.0.1:PORT/
 /// # drop(url);
 /// ```

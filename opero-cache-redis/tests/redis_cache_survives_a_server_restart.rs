@@ -7,10 +7,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use opero::{CacheConfig, OperoConfig, RedisCache, RedisOptions};
-use opero_tests::{no_delay, RedisServer};
+use opero_cache_redis::{RedisCache, RedisOptions};
+use opero_conformance::{no_delay, RedisServer};
+use opero_core::{CacheConfig, OperoConfig};
 
-type Opero = opero::Opero<RedisCache>;
+type Opero = opero_core::Opero<RedisCache>;
 
 fn options(url: String) -> RedisOptions {
     RedisOptions {
@@ -24,12 +25,12 @@ fn options(url: String) -> RedisOptions {
 
 fn pipeline(cache: RedisCache) -> Opero {
     let cfg = OperoConfig {
-        retry: opero::RetryConfig {
+        retry: opero_core::RetryConfig {
             retries: 0,
             ..no_delay()
         },
         cache: CacheConfig {
-            namespace: opero_tests::conformance::fresh_namespace(),
+            namespace: opero_conformance::fresh_namespace(),
             ..CacheConfig::enabled("redis")
         },
         ..Default::default()

@@ -4,7 +4,8 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use opero::{CacheBackend, MemoryCache, Opero};
+use opero_cache_memory::MemoryCache;
+use opero_core::{CacheBackend, Opero};
 
 fn cached(namespace: &str, cache: &MemoryCache) -> Opero<MemoryCache> {
     Opero::<MemoryCache>::builder()

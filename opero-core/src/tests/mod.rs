@@ -1,6 +1,7 @@
 //! Behaviour tests of the crate, one file per sentence, in the crate itself: a mutation run
 //! (scripts/mutants.sh) then rebuilds one test binary per mutant, not the library as well.
 
+mod a_backend_s_flight_across_processes_serves_another_process_s_value;
 mod a_built_pipeline_reports_the_settings_it_runs_with;
 mod a_bulkhead_admits_up_to_its_limits_and_names_them_when_full;
 mod a_cache_key_is_one_per_function_namespace_and_arguments;

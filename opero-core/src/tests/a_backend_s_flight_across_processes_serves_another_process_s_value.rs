@@ -139,7 +139,11 @@ fn a_flight_that_waited_for_another_process_serves_its_value_without_running_the
     let opero = pipeline(Peer::StoredWhileWeWaited);
     let runs = AtomicU32::new(0);
     assert_eq!(opero.call(&3u32, square(&runs)).unwrap(), OTHERS);
-    assert_eq!(runs.load(Ordering::SeqCst), 0, "the other process's work is not run again");
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        0,
+        "the other process's work is not run again"
+    );
     assert_eq!(opero.metrics().cache_coalesced, 1);
     assert!(
         cache(&opero).ended.lock().unwrap().is_empty(),
@@ -148,8 +152,8 @@ fn a_flight_that_waited_for_another_process_serves_its_value_without_running_the
 }
 
 #[tokio::test]
-async fn an_async_flight_that_waited_for_another_process_serves_its_value_without_running_the_work(
-) {
+async fn an_async_flight_that_waited_for_another_process_serves_its_value_without_running_the_work()
+{
     let opero = pipeline(Peer::StoredWhileWeWaited);
     let runs = AtomicU32::new(0);
     let got = opero
@@ -230,7 +234,11 @@ fn a_lock_that_cannot_be_released_is_counted_and_the_value_still_returned() {
     let runs = AtomicU32::new(0);
     assert_eq!(opero.call(&4u32, square(&runs)).unwrap(), 16);
     assert_eq!(cache(&opero).ended.lock().unwrap().len(), 1);
-    assert_eq!(opero.metrics().cache_errors, 1, "the failed release is counted");
+    assert_eq!(
+        opero.metrics().cache_errors,
+        1,
+        "the failed release is counted"
+    );
 }
 
 #[tokio::test]

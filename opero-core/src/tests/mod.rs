@@ -2,6 +2,7 @@
 //! (scripts/mutants.sh) then rebuilds one test binary per mutant, not the library as well.
 
 mod a_backend_s_flight_across_processes_serves_another_process_s_value;
+mod a_breaker_that_opens_mid_call_ends_its_value_s_retries_at_once;
 mod a_built_pipeline_reports_the_settings_it_runs_with;
 mod a_bulkhead_admits_up_to_its_limits_and_names_them_when_full;
 mod a_cache_key_is_one_per_function_namespace_and_arguments;

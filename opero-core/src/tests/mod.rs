@@ -27,4 +27,6 @@ mod errors_keep_every_attempt_s_story_and_name_what_failed;
 mod every_setting_is_accepted_at_its_bound_and_refused_past_it_by_name;
 mod invalid_deadlines_and_attempt_timeouts_are_typed_errors_naming_the_field;
 mod retry_policies_decide_whether_and_how_long_to_wait;
+#[cfg(feature = "metrics")]
+mod the_metrics_feature_emits_each_event_under_its_name_and_pipeline;
 mod waits_and_timeouts_last_exactly_as_long_as_asked;

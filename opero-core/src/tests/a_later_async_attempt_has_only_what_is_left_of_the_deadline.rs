@@ -113,7 +113,7 @@ async fn an_attempt_timeout_as_long_as_the_deadline_leaves_the_deadline_to_end_t
         .build()
         .unwrap();
     let err = opero
-        .run_async(|| std::future::pending::<Result<(), String>>())
+        .run_async(std::future::pending::<Result<(), String>>)
         .await
         .unwrap_err();
     assert_eq!(err.len(), 1);

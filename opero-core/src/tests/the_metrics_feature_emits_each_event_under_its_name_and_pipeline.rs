@@ -224,7 +224,7 @@ async fn rate_limit_waits_hedges_and_bulkhead_rejections_are_counted() {
             }
         })
         .await;
-    assert_eq!(got.unwrap(), false, "the hedge answered first");
+    assert!(!got.unwrap(), "the hedge answered first");
     let bounded = Opero::<NoCache>::builder()
         .name("bounded")
         .bulkhead(1, 0)

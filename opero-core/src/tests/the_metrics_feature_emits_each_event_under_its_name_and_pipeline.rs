@@ -254,3 +254,25 @@ async fn rate_limit_waits_hedges_and_bulkhead_rejections_are_counted() {
     assert_eq!(at(&series, n::HEDGES, pipeline("hedged")), 1);
     assert_eq!(at(&series, n::BULKHEAD_REJECTIONS, pipeline("bounded")), 1);
 }
+
+#[test]
+fn an_unnamed_pipeline_s_breaker_transitions_keep_their_index_and_state() {
+    let series = recorded(|| {
+        let opero = Opero::<NoCache>::builder()
+            .retries(0)
+            .circuit_breaker(BreakerConfig {
+                failure_threshold: Some(1),
+                open_duration: Duration::from_secs(60),
+                ..Default::default()
+            })
+            .build()
+            .unwrap();
+        assert!(opero.run(|| Err::<(), _>("no")).is_err());
+    });
+    let mut labels = vec![
+        (n::FALLBACK_INDEX_LABEL.to_owned(), "0".to_owned()),
+        (n::STATE_LABEL.to_owned(), "open".to_owned()),
+    ];
+    labels.sort();
+    assert_eq!(at(&series, n::BREAKER_TRANSITIONS, labels), 1, "{series:?}");
+}

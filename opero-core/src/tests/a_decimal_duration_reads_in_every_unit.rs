@@ -1,6 +1,5 @@
-//! A duration with a decimal number, which humantime does not read (`"1.5m"`), reads in every
-//! unit opero documents, with or without a space before the unit; an unknown unit is refused by
-//! the field's name.
+//! A duration with a decimal number (`"1.5m"`) reads in every unit opero documents, with or
+//! without a space before the unit; an unknown unit is refused by the field's name.
 
 use std::time::Duration;
 

@@ -41,4 +41,5 @@ mod invalid_hedging_is_refused_by_name_and_a_sync_call_refuses_a_hedge;
 mod retry_policies_decide_whether_and_how_long_to_wait;
 #[cfg(feature = "metrics")]
 mod the_metrics_feature_emits_each_event_under_its_name_and_pipeline;
+mod two_all_failed_errors_are_equal_only_with_the_same_story;
 mod waits_and_timeouts_last_exactly_as_long_as_asked;

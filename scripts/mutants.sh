@@ -5,6 +5,9 @@
 #   scripts/mutants.sh core memory     only the named parts (core memory disk redis parallel)
 #   MUTANTS_FILES="opero-core/src/key.rs" scripts/mutants.sh core
 #                                      only these files of the part
+#   MUTANTS_RE='^(name|name)$' scripts/mutants.sh core
+#                                      only the mutants whose names (as in missed.txt) match:
+#                                      re-tests an earlier run's survivors after new tests
 #   scripts/mutants.sh --in-diff       only the code the last commit touched, in every part (CI);
 #                                      fails on a missed mutant. MUTANTS_BASE=<rev> diffs
 #                                      against <rev> instead of HEAD~1; MUTANTS_DIFF_PARTS picks
@@ -83,7 +86,8 @@ run_part() {
   local package files re
   package=$(part_package "$part")
   files=${MUTANTS_FILES:-$(part_files "$part")}
-  re=$(part_re "$part")
+  # MUTANTS_RE narrows a part to the mutants it matches, e.g. an earlier run's survivors.
+  re=${MUTANTS_RE:-$(part_re "$part")}
   mkdir -p "mutants.out/$part"
   local args=(--no-shuffle -p "$package" -o "mutants.out/$part")
   if [ "$MUTANTS_JOBS" -gt 1 ]; then

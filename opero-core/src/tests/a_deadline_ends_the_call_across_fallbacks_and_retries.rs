@@ -6,7 +6,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use opero::{AttemptError, Fallbacks, Jitter, NoCache, Opero};
+use crate::{AttemptError, Fallbacks, Jitter, NoCache, Opero};
 use tokio::time::Instant;
 
 fn ms(n: u64) -> Duration {

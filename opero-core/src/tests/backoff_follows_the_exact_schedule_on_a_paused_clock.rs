@@ -4,7 +4,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use opero::{Jitter, NoCache, Opero};
+use crate::{Jitter, NoCache, Opero};
 use tokio::time::Instant;
 
 fn pipeline(jitter: Jitter) -> Opero<NoCache> {

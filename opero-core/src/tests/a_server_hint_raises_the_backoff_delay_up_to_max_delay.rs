@@ -5,7 +5,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use opero::{AttemptError, Jitter, NoCache, Opero};
+use crate::{AttemptError, Jitter, NoCache, Opero};
 use tokio::time::Instant;
 
 #[derive(Debug, Clone)]
@@ -33,11 +33,11 @@ fn busy(after: Option<u64>) -> Http {
 
 /// Runs `script` (one error per attempt, then Ok) and returns when each attempt started.
 async fn attempt_times<P>(
-    opero: &Opero<NoCache, opero::StableKey, P>,
+    opero: &Opero<NoCache, crate::StableKey, P>,
     script: Vec<Http>,
 ) -> Vec<u128>
 where
-    P: opero::RetryPolicy<Http> + opero::OkPolicy<(), Http>,
+    P: crate::RetryPolicy<Http> + crate::OkPolicy<(), Http>,
 {
     let start = Instant::now();
     let times = Mutex::new(Vec::new());

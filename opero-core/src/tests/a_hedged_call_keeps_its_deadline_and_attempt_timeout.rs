@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use opero::{AttemptError, Fallbacks, Jitter, NoCache, Opero};
+use crate::{AttemptError, Fallbacks, Jitter, NoCache, Opero};
 use tokio::time::Instant;
 
 fn ms(n: u64) -> Duration {
@@ -29,7 +29,7 @@ impl Drop for DroppedUnfinished {
 }
 
 /// A hedged pipeline with `retries` and a fixed 50 ms backoff.
-fn hedged(max_hedges: u32, retries: u32) -> opero::OperoBuilder<NoCache> {
+fn hedged(max_hedges: u32, retries: u32) -> crate::OperoBuilder<NoCache> {
     Opero::<NoCache>::builder()
         .retries(retries)
         .min_delay(ms(50))
@@ -41,7 +41,7 @@ fn hedged(max_hedges: u32, retries: u32) -> opero::OperoBuilder<NoCache> {
 /// Runs `pipeline` with attempts that hang until dropped, recording when each started.
 async fn hanging(
     pipeline: &Opero<NoCache>,
-) -> (opero::AllFailedError<String>, Vec<Duration>, u32, Duration) {
+) -> (crate::AllFailedError<String>, Vec<Duration>, u32, Duration) {
     let start = Instant::now();
     let starts = Mutex::new(Vec::new());
     let dropped = Arc::new(AtomicU32::new(0));

@@ -5,7 +5,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use opero::{AttemptError, Fallbacks, Jitter, NoCache, Opero};
+use crate::{AttemptError, Fallbacks, Jitter, NoCache, Opero};
 use tokio::time::Instant;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -47,7 +47,7 @@ fn by_status(p: Page) -> Result<Page, Error> {
     }
 }
 
-fn builder() -> opero::OperoBuilder<NoCache> {
+fn builder() -> crate::OperoBuilder<NoCache> {
     Opero::<NoCache>::builder()
         .retries(3)
         .min_delay(Duration::ZERO)

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use opero::{ErrorKind, NoCache, Opero, OperoConfig};
+use crate::{ErrorKind, NoCache, Opero, OperoConfig};
 
 fn json_field(text: &str) -> Option<&'static str> {
     let err = OperoConfig::from_json(text).unwrap_err();

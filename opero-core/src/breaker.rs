@@ -531,12 +531,16 @@ pub(crate) const LAST_POSITION: usize = (1 << SEGMENTS) - 2;
 /// One breaker per fallback position, made on first use.
 pub(crate) struct Breakers {
     config: BreakerConfig,
+    /// Position 0, which every call tries first: inline, one load from the pipeline.
+    first: CircuitBreaker,
+    /// Segment 0 stays empty: its one position is `first`.
     segments: [OnceLock<Box<[CircuitBreaker]>>; SEGMENTS],
 }
 
 impl Breakers {
     pub(crate) fn new(config: BreakerConfig) -> Self {
         Breakers {
+            first: CircuitBreaker::unchecked(&config, 0),
             config,
             segments: std::array::from_fn(|_| OnceLock::new()),
         }
@@ -545,6 +549,9 @@ impl Breakers {
     /// The breaker of fallback position `index`.
     #[inline]
     pub(crate) fn get(&self, index: usize) -> &CircuitBreaker {
+        if index == 0 {
+            return &self.first;
+        }
         // Position i lives in segment floor(log2(i + 1)) at offset i + 1 - 2^segment.
         let n = index.min(LAST_POSITION) + 1;
         let segment = (usize::BITS - 1 - n.leading_zeros()) as usize;

@@ -4,9 +4,25 @@
 //!
 //! Sync callers wait by blocking their thread, async callers by awaiting; both forms share one
 //! count and one first-come, first-served queue, and neither needs an async runtime.
+//!
+//! # A thread keeps its slot between calls
+//!
+//! Counting slots in one shared word costs two atomic read-modify-writes a call, about three
+//! times a whole no-fault call. So while no call has found the pool empty, a thread that gives a
+//! slot back keeps it (one per thread and bulkhead) and takes it again on its next call with
+//! plain loads and stores of a word of its own. Kept slots count as taken, so at most
+//! `max_concurrent` calls ever run at once.
+//!
+//! The first call that finds the pool empty revokes this for good: it clears the bulkhead's
+//! `biased` flag, forces a fence on every thread of the process (`fence::heavy`), and
+//! takes every kept slot back into the pool. From then on every call counts in the shared word,
+//! and waiters queue. A thread that took or kept its slot while the flag was being cleared sees
+//! the flag cleared after its own store, and settles under the lock the revoke holds (see
+//! `Core::settle_take` and `Core::settle_keep`). Where the fence is not offered the bulkhead
+//! starts revoked.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, Semaphore};
@@ -111,16 +127,39 @@ impl<E> From<BulkheadFull> for AttemptError<E> {
 /// assert!(bulkhead.enter_blocking().is_ok());
 /// ```
 pub struct Bulkhead {
-    /// Slots taken. An uncontended call takes and gives back its slot with one atomic operation
-    /// each; waiters are woken only when the queue is not empty.
-    in_flight: AtomicUsize,
+    core: Arc<Core>,
+    config: BulkheadConfig,
+}
+
+/// The shared state; threads' local slots hold it weakly, to give a kept slot back when they
+/// forget it.
+struct Core {
+    /// Names this bulkhead in threads' local slots; unique in the process, never reused.
+    id: u64,
+    max: usize,
+    /// Slots out of the pool: in use, or kept by a thread.
+    taken: AtomicUsize,
+    /// Whether threads may keep a slot between calls; cleared once, for good (module docs).
+    biased: AtomicBool,
     queued: AtomicUsize,
+    /// The slots threads keep while biased. Its lock orders a thread that raced the revoke
+    /// after the revoke.
+    kept: Mutex<Vec<Arc<Kept>>>,
     /// Where sync callers wait; notified under its lock, so that a waiter that has just found
     /// every slot taken cannot miss the release that frees one.
     blocked: (Mutex<()>, Condvar),
     /// Where async callers wait.
     awaiting: Notify,
-    config: BulkheadConfig,
+}
+
+/// A thread's kept slot in one bulkhead.
+#[derive(Default)]
+struct Kept {
+    /// 1 while the thread keeps a slot it is not using. Written only by its thread while the
+    /// bulkhead is biased, and by the revoke (under the lock) after.
+    held: AtomicUsize,
+    /// Whether the revoke took this slot back into the pool.
+    collected: AtomicBool,
 }
 
 impl std::fmt::Debug for Bulkhead {
@@ -141,8 +180,9 @@ pub struct BulkheadPermit<'a> {
 }
 
 impl Drop for BulkheadPermit<'_> {
+    #[inline]
     fn drop(&mut self) {
-        self.bulkhead.release();
+        self.bulkhead.core.release();
     }
 }
 
@@ -155,15 +195,28 @@ impl Drop for QueuePlace<'_> {
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The guarded data are counts that every holder leaves consistent; a panic elsewhere
+    // does not make them wrong.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 impl Bulkhead {
     /// A bulkhead with every slot free; the config is validated.
     pub fn new(config: &BulkheadConfig) -> Result<Self, OperoError> {
         config.validate()?;
+        static IDS: AtomicU64 = AtomicU64::new(1);
         Ok(Bulkhead {
-            in_flight: AtomicUsize::new(0),
-            queued: AtomicUsize::new(0),
-            blocked: (Mutex::new(()), Condvar::new()),
-            awaiting: Notify::new(),
+            core: Arc::new(Core {
+                id: IDS.fetch_add(1, Ordering::Relaxed),
+                max: config.max_concurrent,
+                taken: AtomicUsize::new(0),
+                biased: AtomicBool::new(crate::fence::available()),
+                queued: AtomicUsize::new(0),
+                kept: Mutex::new(Vec::new()),
+                blocked: (Mutex::new(()), Condvar::new()),
+                awaiting: Notify::new(),
+            }),
             config: *config,
         })
     }
@@ -173,14 +226,16 @@ impl Bulkhead {
         self.config
     }
 
-    /// Calls in flight now.
+    /// Calls in flight now (slots threads keep between calls are free, not in flight).
     pub fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::Acquire)
+        let kept = lock(&self.core.kept);
+        let idle: usize = kept.iter().map(|k| k.held.load(Ordering::SeqCst)).sum();
+        self.core.taken.load(Ordering::SeqCst).saturating_sub(idle)
     }
 
     /// Calls waiting for a slot now.
     pub fn queued(&self) -> usize {
-        self.queued.load(Ordering::Acquire)
+        self.core.queued.load(Ordering::Acquire)
     }
 
     fn full(&self) -> BulkheadFull {
@@ -192,35 +247,11 @@ impl Bulkhead {
 
     /// A slot, if one is free.
     #[inline]
-    fn try_slot(&self) -> Option<BulkheadPermit<'_>> {
-        let max = self.config.max_concurrent;
-        // SeqCst, with `release`: a waiter that counted itself queued and then finds no slot is
-        // seen by the release that frees one (or sees that release's slot).
-        self.in_flight
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| BulkheadPermit { bulkhead: self })
-    }
-
-    /// Gives a slot back and wakes a waiter of each kind, if any wait.
-    #[inline]
-    fn release(&self) {
-        self.in_flight.fetch_sub(1, Ordering::SeqCst);
-        if self.queued.load(Ordering::SeqCst) != 0 {
-            self.wake();
-        }
-    }
-
-    #[cold]
-    fn wake(&self) {
-        // A woken waiter that loses the slot to another caller waits again; every release wakes
-        // again, so a free slot never sits beside a waiter.
-        self.awaiting.notify_one();
-        let (lock, cond) = &self.blocked;
-        let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
-        cond.notify_one();
+    pub(crate) fn try_slot(&self) -> Option<BulkheadPermit<'_>> {
+        // Not `then_some`: a permit made for nothing would give back a slot when dropped.
+        self.core
+            .try_slot()
+            .then(|| BulkheadPermit { bulkhead: self })
     }
 
     /// A slot now, a place in the queue, or the refusal.
@@ -229,12 +260,13 @@ impl Bulkhead {
             return Ok(Ok(permit));
         }
         let max = self.config.max_queue;
-        self.queued
+        self.core
+            .queued
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |q| {
                 (q < max).then_some(q + 1)
             })
             .map_err(|_| self.full())?;
-        Ok(Err(QueuePlace(&self.queued)))
+        Ok(Err(QueuePlace(&self.core.queued)))
     }
 
     /// A slot, waiting (without blocking a thread) in the queue when every slot is taken; the
@@ -246,7 +278,7 @@ impl Bulkhead {
         };
         loop {
             // Registered before the slot is looked for, so a release in between is not missed.
-            let notified = self.awaiting.notified();
+            let notified = self.core.awaiting.notified();
             let mut notified = std::pin::pin!(notified);
             notified.as_mut().enable();
             if let Some(permit) = self.try_slot() {
@@ -264,8 +296,8 @@ impl Bulkhead {
             Ok(permit) => return Ok(permit),
             Err(place) => place,
         };
-        let (lock, cond) = &self.blocked;
-        let mut held = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let (lock_, cond) = &self.core.blocked;
+        let mut held = lock(lock_);
         loop {
             if let Some(permit) = self.try_slot() {
                 drop(held);
@@ -293,6 +325,244 @@ impl Bulkhead {
     ) -> Result<BulkheadPermit<'_>, BulkheadFull> {
         self.enter_blocking()
             .inspect_err(|full| on_full(full, metrics))
+    }
+}
+
+impl Core {
+    /// A slot: the one this thread keeps, one from the pool, or, when the pool is empty while
+    /// biased, one from the pool after the revoke took the kept ones back.
+    #[inline]
+    fn try_slot(self: &Arc<Self>) -> bool {
+        if self.biased.load(Ordering::Relaxed) && local::take(self) {
+            return true;
+        }
+        self.try_pool() || (self.biased.load(Ordering::Relaxed) && self.revoke() && self.try_pool())
+    }
+
+    /// A slot from the pool.
+    #[inline]
+    fn try_pool(&self) -> bool {
+        let max = self.max;
+        // SeqCst, with `give_back`: a waiter that counted itself queued and then finds no slot
+        // is seen by the release that frees one (or sees that release's slot).
+        self.taken
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// Gives a slot back: kept by this thread while biased, else to the pool.
+    #[inline]
+    fn release(self: &Arc<Self>) {
+        if self.biased.load(Ordering::Relaxed) && local::keep(self) {
+            return;
+        }
+        self.give_back(1);
+    }
+
+    /// Slots back to the pool, waking a waiter of each kind if any wait.
+    fn give_back(&self, n: usize) {
+        self.taken.fetch_sub(n, Ordering::SeqCst);
+        if self.queued.load(Ordering::SeqCst) != 0 {
+            self.wake();
+        }
+    }
+
+    #[cold]
+    fn wake(&self) {
+        // A woken waiter that loses the slot to another caller waits again; every release wakes
+        // again, so a free slot never sits beside a waiter.
+        self.awaiting.notify_one();
+        let (lock_, cond) = &self.blocked;
+        let _held = lock(lock_);
+        cond.notify_one();
+    }
+
+    /// Ends the biased mode for good and takes every kept slot back into the pool; true when
+    /// this call did it, so that the caller looks in the pool again.
+    #[cold]
+    #[inline(never)]
+    fn revoke(&self) -> bool {
+        let mut kept = lock(&self.kept);
+        if !self.biased.load(Ordering::SeqCst) {
+            // Another caller revoked while this one waited for the lock: the pool is as full
+            // as it will get.
+            return true;
+        }
+        self.biased.store(false, Ordering::SeqCst);
+        // Every thread now either sees the flag cleared at its next look, or has made its last
+        // store to its slot visible, so each slot's word below is final.
+        crate::fence::heavy();
+        let mut back = 0;
+        for k in kept.drain(..) {
+            let held = k.held.swap(0, Ordering::SeqCst);
+            k.collected.store(held != 0, Ordering::SeqCst);
+            back += held;
+        }
+        // Counted under the lock: a thread that raced the revoke and finds its slot collected
+        // looks in the pool next, and must find it there. Waiters are woken after it, since a
+        // sync waiter holds its own lock while it looks for a slot.
+        self.taken.fetch_sub(back, Ordering::SeqCst);
+        drop(kept);
+        if back != 0 && self.queued.load(Ordering::SeqCst) != 0 {
+            self.wake();
+        }
+        true
+    }
+
+    /// A thread took its kept slot and then saw the revoke: the slot is its own unless the
+    /// revoke took it first.
+    #[cold]
+    #[inline(never)]
+    fn settle_take(&self, kept: &Kept) -> bool {
+        let _revoked = lock(&self.kept);
+        !kept.collected.load(Ordering::SeqCst)
+    }
+
+    /// A thread kept a slot and then saw the revoke: done if the revoke took it into the pool,
+    /// else the caller gives it back (false).
+    #[cold]
+    #[inline(never)]
+    fn settle_keep(&self, kept: &Kept) -> bool {
+        let _revoked = lock(&self.kept);
+        kept.held.swap(0, Ordering::SeqCst) == 0
+    }
+
+    /// A thread's first kept slot in this bulkhead: listed for the revoke, holding the slot
+    /// being given back. False when the bulkhead is revoked (the slot goes to the pool).
+    #[cold]
+    #[inline(never)]
+    fn register(self: &Arc<Self>) -> Option<Arc<Kept>> {
+        let kept = Arc::new(Kept::default());
+        let mut all = lock(&self.kept);
+        if !self.biased.load(Ordering::SeqCst) {
+            return None;
+        }
+        kept.held.store(1, Ordering::SeqCst);
+        all.push(Arc::clone(&kept));
+        Some(kept)
+    }
+
+    /// Forgets a thread's kept slot (the thread forgets the bulkhead, or ends), giving the slot
+    /// back to the pool if it still holds one.
+    fn forget(&self, kept: &Arc<Kept>) {
+        let held = {
+            let mut all = lock(&self.kept);
+            all.retain(|k| !Arc::ptr_eq(k, kept));
+            kept.held.swap(0, Ordering::SeqCst)
+        };
+        if held != 0 {
+            self.give_back(held);
+        }
+    }
+}
+
+/// Each thread's kept slots, in the few bulkheads it used last.
+mod local {
+    use super::{Core, Kept};
+    use std::cell::RefCell;
+    use std::sync::atomic::{compiler_fence, Ordering};
+    use std::sync::{Arc, Weak};
+
+    /// Bulkheads a thread keeps a slot in at once; a thread that uses more forgets the oldest.
+    const WAYS: usize = 4;
+
+    struct Entry {
+        id: u64,
+        kept: Arc<Kept>,
+        core: Weak<Core>,
+    }
+
+    impl Drop for Entry {
+        fn drop(&mut self) {
+            // A bulkhead that is gone has no pool to give the slot back to.
+            if let Some(core) = self.core.upgrade() {
+                core.forget(&self.kept);
+            }
+        }
+    }
+
+    thread_local! {
+        static LOCAL: RefCell<[Option<Entry>; WAYS]> = const { RefCell::new([const { None }; WAYS]) };
+    }
+
+    /// Takes the slot this thread keeps in `core`, if it keeps one.
+    #[inline]
+    pub(super) fn take(core: &Arc<Core>) -> bool {
+        LOCAL
+            .try_with(|local| {
+                let Ok(local) = local.try_borrow() else {
+                    return false;
+                };
+                let Some(entry) = local.iter().flatten().find(|e| e.id == core.id) else {
+                    return false;
+                };
+                let kept = &entry.kept;
+                if kept.held.load(Ordering::Relaxed) == 0 {
+                    return false;
+                }
+                kept.held.store(0, Ordering::Relaxed);
+                // The store before the look at the flag; the revoke's heavy fence orders them
+                // on the processor (module docs).
+                compiler_fence(Ordering::SeqCst);
+                core.biased.load(Ordering::Relaxed) || core.settle_take(kept)
+            })
+            .unwrap_or(false)
+    }
+
+    /// Keeps a slot being given back, if this thread keeps none in `core` yet; false when it
+    /// goes to the pool.
+    #[inline]
+    pub(super) fn keep(core: &Arc<Core>) -> bool {
+        let found = LOCAL.try_with(|local| {
+            let Ok(local) = local.try_borrow() else {
+                return Some(false);
+            };
+            let entry = local.iter().flatten().find(|e| e.id == core.id)?;
+            let kept = &entry.kept;
+            if kept.held.load(Ordering::Relaxed) != 0 {
+                return Some(false);
+            }
+            kept.held.store(1, Ordering::Relaxed);
+            compiler_fence(Ordering::SeqCst);
+            Some(core.biased.load(Ordering::Relaxed) || core.settle_keep(kept))
+        });
+        match found {
+            Ok(Some(kept)) => kept,
+            Ok(None) => first_keep(core),
+            // The thread is ending: its slots go back to the pools.
+            Err(_) => false,
+        }
+    }
+
+    /// This thread's first slot kept in `core`: the oldest bulkhead it used is forgotten.
+    #[cold]
+    #[inline(never)]
+    fn first_keep(core: &Arc<Core>) -> bool {
+        let Some(kept) = core.register() else {
+            return false;
+        };
+        let entry = Entry {
+            id: core.id,
+            kept,
+            core: Arc::downgrade(core),
+        };
+        let stored = LOCAL.try_with(|local| {
+            let mut local = local.try_borrow_mut().ok()?;
+            local.rotate_right(1);
+            // Returned, to be dropped (forgetting its slot) after the borrow ends.
+            Some(local[0].replace(entry))
+        });
+        match stored {
+            Ok(Some(oldest)) => {
+                drop(oldest);
+                true
+            }
+            // Unreachable in practice (the thread is ending, or this is re-entered): the slot is
+            // forgotten by the entry's drop, which gives it back to the pool.
+            _ => true,
+        }
     }
 }
 
@@ -451,6 +721,140 @@ mod tests {
         drop(held);
         waiter.join().unwrap();
         assert_eq!((b.in_flight(), b.queued()), (0, 0));
+    }
+
+    /// Slots out of the pool, kept ones included.
+    fn taken(b: &Bulkhead) -> usize {
+        b.core.taken.load(Ordering::SeqCst)
+    }
+
+    fn biased(b: &Bulkhead) -> bool {
+        b.core.biased.load(Ordering::SeqCst)
+    }
+
+    /// Enters and leaves on a thread of its own, which keeps the slot while biased.
+    fn call_on_a_thread_that_stays(b: &Arc<Bulkhead>) -> std::sync::mpsc::SyncSender<()> {
+        let (entered, wait) = std::sync::mpsc::sync_channel(0);
+        let (end, ended) = std::sync::mpsc::sync_channel::<()>(0);
+        let b = Arc::clone(b);
+        std::thread::spawn(move || {
+            drop(b.enter_blocking().unwrap());
+            entered.send(()).unwrap();
+            let _ = ended.recv();
+        });
+        wait.recv().unwrap();
+        end
+    }
+
+    #[test]
+    fn a_thread_keeps_its_slot_between_calls_and_a_full_pool_takes_it_back() {
+        let b = bulkhead(2, 0);
+        if !biased(&b) {
+            return; // no heavy fence here: every call counts in the pool, as the tests above show
+        }
+        let end = call_on_a_thread_that_stays(&b);
+        // The other thread keeps its slot: taken, yet not in flight.
+        assert_eq!((taken(&b), b.in_flight()), (1, 0));
+        let first = b.enter_blocking().unwrap();
+        assert!(biased(&b), "the pool still had a slot");
+        // The pool is empty now; the kept slot is taken back instead of refusing this call.
+        let second = b.enter_blocking().unwrap();
+        assert!(!biased(&b), "revoked for good");
+        assert_eq!((taken(&b), b.in_flight()), (2, 2));
+        assert_eq!(b.enter_blocking().unwrap_err().max_concurrent, 2);
+        drop((first, second));
+        assert_eq!(
+            (taken(&b), b.in_flight()),
+            (0, 0),
+            "revoked: slots go to the pool"
+        );
+        end.send(()).unwrap();
+    }
+
+    #[test]
+    fn a_thread_that_ends_gives_its_kept_slot_back() {
+        let b = bulkhead(1, 0);
+        let end = call_on_a_thread_that_stays(&b);
+        let kept = if biased(&b) { 1 } else { 0 };
+        assert_eq!(taken(&b), kept);
+        drop(end);
+        // The thread ends once its channel closes; its local slots are dropped as it ends.
+        for _ in 0..10_000 {
+            if taken(&b) == 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(taken(&b), 0);
+        // Given back to the pool, not taken back by a revoke.
+        let _slot = b.enter_blocking().unwrap();
+        assert_eq!(biased(&b), crate::fence::available());
+    }
+
+    #[test]
+    fn a_thread_keeps_slots_in_its_last_four_bulkheads_and_gives_the_oldest_back() {
+        let all: Vec<_> = (0..5).map(|_| bulkhead(1, 0)).collect();
+        let keeps = crate::fence::available();
+        for (i, b) in all.iter().enumerate() {
+            drop(b.enter_blocking().unwrap());
+            assert_eq!(taken(b), usize::from(keeps), "bulkhead {i} keeps its slot");
+        }
+        // The fifth made the thread forget the first, whose slot is back in its pool.
+        let counts: Vec<_> = all.iter().map(|b| taken(b)).collect();
+        let k = usize::from(keeps);
+        assert_eq!(counts, [0, k, k, k, k]);
+        // Each kept slot is this thread's again on its next call, and only one is kept.
+        for b in &all[1..] {
+            let slot = b.enter_blocking().unwrap();
+            assert_eq!((taken(b), b.in_flight()), (1, 1));
+            drop(slot);
+        }
+        assert!(all.iter().all(|b| biased(b) == keeps));
+    }
+
+    #[test]
+    fn a_nested_call_takes_a_second_slot_and_only_one_is_kept() {
+        let b = bulkhead(2, 0);
+        let outer = b.enter_blocking().unwrap();
+        let inner = b.enter_blocking().unwrap();
+        assert_eq!(b.in_flight(), 2);
+        drop(inner);
+        drop(outer);
+        let kept = usize::from(biased(&b));
+        assert_eq!((taken(&b), b.in_flight()), (kept, 0));
+    }
+
+    #[test]
+    fn threads_racing_the_revoke_never_exceed_the_slots() {
+        // Many rounds of new bulkheads, so that threads keep slots and then race the revoke
+        // while they take and keep them.
+        for _ in 0..50 {
+            let b = bulkhead(3, 16);
+            let inside = Arc::new(AtomicUsize::new(0));
+            let most = Arc::new(AtomicUsize::new(0));
+            let threads: Vec<_> = (0..6)
+                .map(|_| {
+                    let (b, inside, most) =
+                        (Arc::clone(&b), Arc::clone(&inside), Arc::clone(&most));
+                    std::thread::spawn(move || {
+                        for _ in 0..200 {
+                            let Ok(_slot) = b.enter_blocking() else {
+                                continue;
+                            };
+                            let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                            most.fetch_max(now, Ordering::SeqCst);
+                            inside.fetch_sub(1, Ordering::SeqCst);
+                        }
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap();
+            }
+            assert!(most.load(Ordering::SeqCst) <= 3);
+            // Every thread ended, so no slot is kept or in use.
+            assert_eq!((taken(&b), b.in_flight(), b.queued()), (0, 0, 0));
+        }
     }
 
     #[test]

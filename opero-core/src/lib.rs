@@ -55,6 +55,7 @@ mod config;
 mod depth;
 mod error;
 mod executor;
+mod fence;
 mod flight;
 mod hedge;
 mod key;

@@ -154,25 +154,43 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
     }
 
     /// A slot in the bulkhead, if there is one (waiting in its queue, blocking the thread).
+    /// A free slot is taken inline: the permit comes back in a register, where the whole
+    /// result would come back through memory.
+    #[inline]
     fn bulkhead_blocking<E>(&self) -> Result<Option<BulkheadPermit<'a>>, AllFailedError<E>> {
         match self.guards.and_then(|g| g.bulkhead.as_ref()) {
             None => Ok(None),
-            Some(b) => b
-                .enter_blocking_counted(self.metrics)
-                .map(Some)
-                .map_err(|full| self.refused(full.into())),
+            Some(b) => match b.try_slot() {
+                Some(permit) => Ok(Some(permit)),
+                None => self.bulkhead_wait(b),
+            },
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn bulkhead_wait<E>(
+        &self,
+        bulkhead: &'a Bulkhead,
+    ) -> Result<Option<BulkheadPermit<'a>>, AllFailedError<E>> {
+        bulkhead
+            .enter_blocking_counted(self.metrics)
+            .map(Some)
+            .map_err(|full| self.refused(full.into()))
     }
 
     /// A slot in the bulkhead, if there is one (waiting in its queue without blocking).
     async fn bulkhead<E>(&self) -> Result<Option<BulkheadPermit<'a>>, AllFailedError<E>> {
         match self.guards.and_then(|g| g.bulkhead.as_ref()) {
             None => Ok(None),
-            Some(b) => b
-                .enter_counted(self.metrics)
-                .await
-                .map(Some)
-                .map_err(|full| self.refused(full.into())),
+            Some(b) => match b.try_slot() {
+                Some(permit) => Ok(Some(permit)),
+                None => b
+                    .enter_counted(self.metrics)
+                    .await
+                    .map(Some)
+                    .map_err(|full| self.refused(full.into())),
+            },
         }
     }
 
@@ -404,7 +422,8 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
         self.loop_sync(NoGate, values, f)
     }
 
-    #[cold]
+    // Not `#[cold]`: LLVM inlines less into a cold function, and the guarded loop is this
+    // function's whole work.
     #[inline(never)]
     fn run_sync_guarded<V, T, E, F>(
         &self,

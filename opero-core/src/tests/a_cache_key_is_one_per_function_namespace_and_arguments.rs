@@ -90,6 +90,36 @@ fn a_user_s_key_function_decides_the_prepared_key_too() {
     assert_eq!(Constant.hash_prepared("abc", 99, &f, &1u8).unwrap(), 10);
 }
 
+/// A key function of a user's that keys on the arguments' JSON form alone.
+struct JsonOnly;
+
+impl KeyFn for JsonOnly {
+    fn hash<A: Serialize + ?Sized>(
+        &self,
+        namespace: &str,
+        function: &FunctionId<'_>,
+        args: &A,
+    ) -> Result<u128, OperoError> {
+        let json = serde_json::to_string(args).unwrap();
+        StableKey.hash(namespace, function, &json)
+    }
+}
+
+#[test]
+fn a_user_s_key_function_decides_the_in_process_key_too() {
+    // A memory cache keys on `hash_local`: a key function that implements only `hash` must
+    // keep its distinctions there, or two arguments would share one cached value.
+    let f = FunctionId::named("f");
+    let ns = namespace_fingerprint("ns");
+    let local = |args: &(u32, &str)| JsonOnly.hash_local("ns", ns, &f, args).unwrap();
+    assert_eq!(
+        local(&(1, "a")),
+        JsonOnly.hash("ns", &f, &(1u32, "a")).unwrap()
+    );
+    assert_ne!(local(&(1, "a")), local(&(2, "a")));
+    assert_eq!(Constant.hash_local("abc", 99, &f, &1u8).unwrap(), 10);
+}
+
 #[test]
 fn a_callable_that_does_not_identify_itself_gets_no_key() {
     let pointer = FunctionId::of::<fn(u8) -> u8>(here());

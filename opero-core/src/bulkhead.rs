@@ -5,21 +5,7 @@
 //! Sync callers wait by blocking their thread, async callers by awaiting; both forms share one
 //! count and one first-come, first-served queue, and neither needs an async runtime.
 //!
-//! # A thread keeps its slot between calls
-//!
-//! Counting slots in one shared word costs two atomic read-modify-writes a call, about three
-//! times a whole no-fault call. So while no call has found the pool empty, a thread that gives a
-//! slot back keeps it (one per thread and bulkhead) and takes it again on its next call with
-//! plain loads and stores of a word of its own. Kept slots count as taken, so at most
-//! `max_concurrent` calls ever run at once.
-//!
-//! The first call that finds the pool empty revokes this for good: it clears the bulkhead's
-//! `biased` flag, forces a fence on every thread of the process (`fence::heavy`), and
-//! takes every kept slot back into the pool. From then on every call counts in the shared word,
-//! and waiters queue. A thread that took or kept its slot while the flag was being cleared sees
-//! the flag cleared after its own store, and settles under the lock the revoke holds (see
-//! `Core::settle_take` and `Core::settle_keep`). Where the fence is not offered the bulkhead
-//! starts revoked.
+//! How a thread keeps its slot between calls is in [`Bulkhead`]'s docs.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -114,6 +100,25 @@ impl<E> From<BulkheadFull> for AttemptError<E> {
 /// At most `max_concurrent` calls at once, `max_queue` more waiting; shared by reference (wrap it
 /// in an `Arc` to share it; a pipeline does this for you).
 ///
+/// # A thread keeps its slot between calls
+///
+/// Counting slots in one shared word costs two atomic read-modify-writes a call, about three
+/// times a whole no-fault call. So while no call has found the pool empty, a thread that gives a
+/// slot back keeps it (one per thread and bulkhead, in the last four bulkheads the thread used)
+/// and takes it again on its next call with plain loads and stores of a word of its own. Kept
+/// slots count as taken, so at most `max_concurrent` calls ever run at once, and
+/// [`in_flight`](Self::in_flight) does not count them. A thread that ends, or moves on to a
+/// fifth bulkhead, gives its kept slot back to the pool.
+///
+/// The first call that finds the pool empty ends this for good: it clears the bulkhead's
+/// `biased` flag, forces a memory fence on every thread of the process (Linux's `membarrier`),
+/// and takes every kept slot back into the pool. From then on every call counts in the shared
+/// word, and waiters queue. A thread that took or kept its slot while the flag was being
+/// cleared sees the flag cleared after its own store, and settles under the lock the revoke
+/// holds: the slot is its own if the revoke did not collect it. Where `membarrier` is not
+/// offered (another OS, a sandbox that refuses it) the bulkhead counts in the shared word from
+/// the start.
+///
 /// # Examples
 ///
 /// ```
@@ -139,8 +144,11 @@ struct Core {
     max: usize,
     /// Slots out of the pool: in use, or kept by a thread.
     taken: AtomicUsize,
-    /// Whether threads may keep a slot between calls; cleared once, for good (module docs).
+    /// Whether threads may keep a slot between calls; cleared once, for good ([`Bulkhead`]).
     biased: AtomicBool,
+    /// Whether every slot is counted in the pool: never biased, or revoked with the kept slots
+    /// back. A caller that finds the pool empty before this waits for the revoke under way.
+    settled: AtomicBool,
     queued: AtomicUsize,
     /// The slots threads keep while biased. Its lock orders a thread that raced the revoke
     /// after the revoke.
@@ -206,12 +214,14 @@ impl Bulkhead {
     pub fn new(config: &BulkheadConfig) -> Result<Self, OperoError> {
         config.validate()?;
         static IDS: AtomicU64 = AtomicU64::new(1);
+        let biased = crate::fence::available();
         Ok(Bulkhead {
             core: Arc::new(Core {
                 id: IDS.fetch_add(1, Ordering::Relaxed),
                 max: config.max_concurrent,
                 taken: AtomicUsize::new(0),
-                biased: AtomicBool::new(crate::fence::available()),
+                biased: AtomicBool::new(biased),
+                settled: AtomicBool::new(!biased),
                 queued: AtomicUsize::new(0),
                 kept: Mutex::new(Vec::new()),
                 blocked: (Mutex::new(()), Condvar::new()),
@@ -336,7 +346,14 @@ impl Core {
         if self.biased.load(Ordering::Relaxed) && local::take(self) {
             return true;
         }
-        self.try_pool() || (self.biased.load(Ordering::Relaxed) && self.revoke() && self.try_pool())
+        if self.try_pool() {
+            return true;
+        }
+        if self.settled.load(Ordering::Acquire) {
+            return false;
+        }
+        self.revoke();
+        self.try_pool()
     }
 
     /// A slot from the pool.
@@ -379,17 +396,23 @@ impl Core {
         cond.notify_one();
     }
 
-    /// Ends the biased mode for good and takes every kept slot back into the pool; true when
-    /// this call did it, so that the caller looks in the pool again.
+    /// Ends the biased mode for good and takes every kept slot back into the pool, or waits for
+    /// the revoke under way to do so; the caller then looks in the pool again. No caller waits
+    /// in the queue before this: a caller queues only after it found the pool empty with the
+    /// bulkhead settled, so there is nobody to wake.
     #[cold]
     #[inline(never)]
-    fn revoke(&self) -> bool {
+    fn revoke(&self) {
         let mut kept = lock(&self.kept);
-        if !self.biased.load(Ordering::SeqCst) {
-            // Another caller revoked while this one waited for the lock: the pool is as full
-            // as it will get.
-            return true;
+        // Another caller may have revoked while this one waited for the lock.
+        if !self.settled.load(Ordering::SeqCst) {
+            self.collect(&mut kept);
         }
+    }
+
+    /// The revoke's work, under the lock of the kept slots: clears the flag, fences every
+    /// thread, and takes the kept slots back into the pool; how many.
+    fn collect(&self, kept: &mut Vec<Arc<Kept>>) -> usize {
         self.biased.store(false, Ordering::SeqCst);
         // Every thread now either sees the flag cleared at its next look, or has made its last
         // store to its slot visible, so each slot's word below is final.
@@ -400,15 +423,11 @@ impl Core {
             k.collected.store(held != 0, Ordering::SeqCst);
             back += held;
         }
-        // Counted under the lock: a thread that raced the revoke and finds its slot collected
-        // looks in the pool next, and must find it there. Waiters are woken after it, since a
-        // sync waiter holds its own lock while it looks for a slot.
+        // Counted under the lock: a thread that raced the revoke and finds its slot collected,
+        // or that found the pool empty meanwhile, looks in the pool next and must find it there.
         self.taken.fetch_sub(back, Ordering::SeqCst);
-        drop(kept);
-        if back != 0 && self.queued.load(Ordering::SeqCst) != 0 {
-            self.wake();
-        }
-        true
+        self.settled.store(true, Ordering::Release);
+        back
     }
 
     /// A thread took its kept slot and then saw the revoke: the slot is its own unless the
@@ -548,21 +567,19 @@ mod local {
             kept,
             core: Arc::downgrade(core),
         };
-        let stored = LOCAL.try_with(|local| {
-            let mut local = local.try_borrow_mut().ok()?;
-            local.rotate_right(1);
-            // Returned, to be dropped (forgetting its slot) after the borrow ends.
-            Some(local[0].replace(entry))
-        });
-        match stored {
-            Ok(Some(oldest)) => {
-                drop(oldest);
-                true
-            }
-            // Unreachable in practice (the thread is ending, or this is re-entered): the slot is
-            // forgotten by the entry's drop, which gives it back to the pool.
-            _ => true,
-        }
+        // The oldest entry comes back out of the borrow, to be dropped (forgetting its slot)
+        // after it. Should the thread be ending, `entry` is dropped unstored and forgets this
+        // slot the same way: the slot goes back to the pool rather than being kept.
+        let oldest = LOCAL
+            .try_with(|local| {
+                let mut local = local.try_borrow_mut().ok()?;
+                local.rotate_right(1);
+                local[0].replace(entry)
+            })
+            .ok()
+            .flatten();
+        drop(oldest);
+        true
     }
 }
 
@@ -768,6 +785,49 @@ mod tests {
             (0, 0),
             "revoked: slots go to the pool"
         );
+        end.send(()).unwrap();
+    }
+
+    #[test]
+    fn a_call_that_finds_the_pool_empty_during_a_revoke_waits_for_the_kept_slots() {
+        let b = bulkhead(2, 0);
+        if !biased(&b) {
+            return; // no heavy fence here: nothing is ever kept
+        }
+        let end = call_on_a_thread_that_stays(&b);
+        let _mine = b.enter_blocking().unwrap();
+        // A revoke under way: the flag is cleared, the kept slot not yet back.
+        let mut kept = lock(&b.core.kept);
+        b.core.biased.store(false, Ordering::SeqCst);
+        let caller = {
+            let b = Arc::clone(&b);
+            std::thread::spawn(move || b.enter_blocking().is_ok())
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!caller.is_finished(), "neither refused nor admitted yet");
+        assert_eq!(b.core.collect(&mut kept), 1);
+        drop(kept);
+        assert!(caller.join().unwrap(), "the kept slot, not a refusal");
+        end.send(()).unwrap();
+    }
+
+    #[test]
+    fn a_thread_that_forgets_a_bulkhead_leaves_the_other_threads_kept_slots_to_the_revoke() {
+        let b = bulkhead(2, 0);
+        let end = call_on_a_thread_that_stays(&b);
+        drop(b.enter_blocking().unwrap());
+        // Four more bulkheads: this thread forgets `b` and gives its own kept slot back.
+        let others: Vec<_> = (0..4).map(|_| bulkhead(1, 0)).collect();
+        for o in &others {
+            drop(o.enter_blocking().unwrap());
+        }
+        let kept = usize::from(biased(&b));
+        assert_eq!(taken(&b), kept, "only the other thread's slot is kept");
+        // Both slots for this thread: the second is the other thread's, taken back.
+        let first = b.enter_blocking().unwrap();
+        let second = b.enter_blocking().unwrap();
+        assert_eq!(b.in_flight(), 2);
+        drop((first, second));
         end.send(()).unwrap();
     }
 

@@ -47,20 +47,19 @@ const PRIVATE_EXPEDITED: libc::c_int = 1 << 3;
 #[cfg(target_os = "linux")]
 const REGISTER_PRIVATE_EXPEDITED: libc::c_int = 1 << 4;
 
-#[cfg(target_os = "linux")]
 fn register() -> bool {
-    const QUERY: libc::c_int = 0;
-    // SAFETY: membarrier takes no pointers.
-    let supported = unsafe { libc::syscall(libc::SYS_membarrier, QUERY, 0, 0) };
-    if supported < 0 || supported & libc::c_long::from(PRIVATE_EXPEDITED) == 0 {
-        return false;
+    #[cfg(target_os = "linux")]
+    {
+        const QUERY: libc::c_int = 0;
+        // SAFETY: membarrier takes no pointers.
+        let supported = unsafe { libc::syscall(libc::SYS_membarrier, QUERY, 0, 0) };
+        if supported < 0 || supported & libc::c_long::from(PRIVATE_EXPEDITED) == 0 {
+            return false;
+        }
+        // SAFETY: as above.
+        unsafe { libc::syscall(libc::SYS_membarrier, REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0 }
     }
-    // SAFETY: as above.
-    unsafe { libc::syscall(libc::SYS_membarrier, REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0 }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn register() -> bool {
+    #[cfg(not(target_os = "linux"))]
     false
 }
 

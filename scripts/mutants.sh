@@ -34,6 +34,11 @@ MUTANTS_VERSION=27.1.0
 # against 307 s for one at a time (README "Testing"). --in-place, used with one job and by
 # --in-diff, is incompatible with more.
 MUTANTS_JOBS=${MUTANTS_JOBS:-2}
+# No debug info in the whole measurement: builds are most of a mutant's cost (opero-core's test
+# binary links in seconds without it). Not for --in-diff, which reuses the tree CI just built.
+if [ "${1:-}" != "--in-diff" ]; then
+  export CARGO_PROFILE_DEV_DEBUG=0 CARGO_PROFILE_TEST_DEBUG=0
+fi
 # CI bounds: a diff with more core mutants than MUTANTS_DIFF_MAX tests an even spread of that
 # many; the other parts share MUTANTS_DIFF_MAX_PARTS the same way (see --in-diff below).
 MUTANTS_DIFF_MAX=${MUTANTS_DIFF_MAX:-150}

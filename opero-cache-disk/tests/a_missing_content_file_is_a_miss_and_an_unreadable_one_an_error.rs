@@ -3,27 +3,12 @@
 //! reason is a backend error naming the directory, and the entry is kept for a later read.
 //! `clear_all` empties every namespace.
 
-use std::path::{Path, PathBuf};
+mod common;
+use common::content_files;
 
 use opero_cache_disk::DiskCache;
 use opero_conformance::{fresh_namespace, key};
 use opero_core::{CacheBackend, ErrorKind};
-
-fn content_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.join("content-v2")];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                out.push(path);
-            }
-        }
-    }
-    out
-}
 
 #[test]
 fn an_entry_whose_content_file_is_gone_is_a_miss_and_is_removed() {

@@ -1,6 +1,8 @@
 //! The disk cache never fails a call: a corrupt entry is a miss and is removed, an unwritable
 //! directory makes calls run uncached, and two processes sharing a directory lose nothing.
 
+mod common;
+use common::content_files;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -34,22 +36,6 @@ fn greet(opero: &Opero, name: &str, runs: &AtomicU64) -> String {
             Ok::<_, String>(format!("hello {n}"))
         })
         .unwrap()
-}
-
-fn content_files(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.join("content-v2")];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                out.push(path);
-            }
-        }
-    }
-    out
 }
 
 #[test]

@@ -133,7 +133,6 @@ impl<E> From<BulkheadFull> for AttemptError<E> {
 /// ```
 pub struct Bulkhead {
     core: Arc<Core>,
-    config: BulkheadConfig,
 }
 
 /// The shared state; threads' local slots hold it weakly, to give a kept slot back when they
@@ -141,7 +140,7 @@ pub struct Bulkhead {
 struct Core {
     /// Names this bulkhead in threads' local slots; unique in the process, never reused.
     id: u64,
-    max: usize,
+    config: BulkheadConfig,
     /// Slots out of the pool: in use, or kept by a thread.
     taken: AtomicUsize,
     /// Whether threads may keep a slot between calls; cleared once, for good ([`Bulkhead`]).
@@ -173,7 +172,7 @@ struct Kept {
 impl std::fmt::Debug for Bulkhead {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Bulkhead")
-            .field("config", &self.config)
+            .field("config", &self.core.config)
             .field("in_flight", &self.in_flight())
             .field("queued", &self.queued())
             .finish()
@@ -218,7 +217,7 @@ impl Bulkhead {
         Ok(Bulkhead {
             core: Arc::new(Core {
                 id: IDS.fetch_add(1, Ordering::Relaxed),
-                max: config.max_concurrent,
+                config: *config,
                 taken: AtomicUsize::new(0),
                 biased: AtomicBool::new(biased),
                 settled: AtomicBool::new(!biased),
@@ -227,13 +226,12 @@ impl Bulkhead {
                 blocked: (Mutex::new(()), Condvar::new()),
                 awaiting: Notify::new(),
             }),
-            config: *config,
         })
     }
 
     /// The limits.
     pub fn config(&self) -> BulkheadConfig {
-        self.config
+        self.core.config
     }
 
     /// Calls in flight now (slots threads keep between calls are free, not in flight).
@@ -250,8 +248,8 @@ impl Bulkhead {
 
     fn full(&self) -> BulkheadFull {
         BulkheadFull {
-            max_concurrent: self.config.max_concurrent,
-            max_queue: self.config.max_queue,
+            max_concurrent: self.core.config.max_concurrent,
+            max_queue: self.core.config.max_queue,
         }
     }
 
@@ -269,7 +267,7 @@ impl Bulkhead {
         if let Some(permit) = self.try_slot() {
             return Ok(Ok(permit));
         }
-        let max = self.config.max_queue;
+        let max = self.core.config.max_queue;
         self.core
             .queued
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |q| {
@@ -359,7 +357,7 @@ impl Core {
     /// A slot from the pool.
     #[inline]
     fn try_pool(&self) -> bool {
-        let max = self.max;
+        let max = self.config.max_concurrent;
         // SeqCst, with `give_back`: a waiter that counted itself queued and then finds no slot
         // is seen by the release that frees one (or sees that release's slot).
         self.taken
@@ -506,52 +504,55 @@ mod local {
         static LOCAL: RefCell<[Option<Entry>; WAYS]> = const { RefCell::new([const { None }; WAYS]) };
     }
 
+    /// Runs `f` on the slot this thread keeps in `core`: `Ok(None)` when it keeps none there,
+    /// `Err` when its slots cannot be reached (the thread is ending).
+    #[inline]
+    fn with_kept<R>(core: &Core, f: impl FnOnce(&Kept) -> R) -> Result<Option<R>, ()> {
+        LOCAL
+            .try_with(|local| {
+                let local = local.try_borrow().map_err(|_| ())?;
+                Ok(local
+                    .iter()
+                    .flatten()
+                    .find(|e| e.id == core.id)
+                    .map(|e| f(&e.kept)))
+            })
+            .unwrap_or(Err(()))
+    }
+
     /// Takes the slot this thread keeps in `core`, if it keeps one.
     #[inline]
     pub(super) fn take(core: &Arc<Core>) -> bool {
-        LOCAL
-            .try_with(|local| {
-                let Ok(local) = local.try_borrow() else {
-                    return false;
-                };
-                let Some(entry) = local.iter().flatten().find(|e| e.id == core.id) else {
-                    return false;
-                };
-                let kept = &entry.kept;
-                if kept.held.load(Ordering::Relaxed) == 0 {
-                    return false;
-                }
-                kept.held.store(0, Ordering::Relaxed);
-                // The store before the look at the flag; the revoke's heavy fence orders them
-                // on the processor (module docs).
-                compiler_fence(Ordering::SeqCst);
-                core.biased.load(Ordering::Relaxed) || core.settle_take(kept)
-            })
-            .unwrap_or(false)
+        let took = with_kept(core, |kept| {
+            if kept.held.load(Ordering::Relaxed) == 0 {
+                return false;
+            }
+            kept.held.store(0, Ordering::Relaxed);
+            // The store before the look at the flag; the revoke's heavy fence orders them on
+            // the processor (`Bulkhead`'s docs).
+            compiler_fence(Ordering::SeqCst);
+            core.biased.load(Ordering::Relaxed) || core.settle_take(kept)
+        });
+        took == Ok(Some(true))
     }
 
     /// Keeps a slot being given back, if this thread keeps none in `core` yet; false when it
     /// goes to the pool.
     #[inline]
     pub(super) fn keep(core: &Arc<Core>) -> bool {
-        let found = LOCAL.try_with(|local| {
-            let Ok(local) = local.try_borrow() else {
-                return Some(false);
-            };
-            let entry = local.iter().flatten().find(|e| e.id == core.id)?;
-            let kept = &entry.kept;
+        let kept = with_kept(core, |kept| {
             if kept.held.load(Ordering::Relaxed) != 0 {
-                return Some(false);
+                return false;
             }
             kept.held.store(1, Ordering::Relaxed);
             compiler_fence(Ordering::SeqCst);
-            Some(core.biased.load(Ordering::Relaxed) || core.settle_keep(kept))
+            core.biased.load(Ordering::Relaxed) || core.settle_keep(kept)
         });
-        match found {
+        match kept {
             Ok(Some(kept)) => kept,
             Ok(None) => first_keep(core),
             // The thread is ending: its slots go back to the pools.
-            Err(_) => false,
+            Err(()) => false,
         }
     }
 

@@ -186,6 +186,16 @@ pub struct BulkheadPermit<'a> {
     bulkhead: &'a Bulkhead,
 }
 
+impl BulkheadPermit<'_> {
+    /// Gives the slot back now: what dropping the permit does, but inline, where the drop
+    /// glue of an optional permit is a call.
+    #[inline(always)]
+    pub(crate) fn release(self) {
+        let this = std::mem::ManuallyDrop::new(self);
+        this.bulkhead.core.release();
+    }
+}
+
 impl Drop for BulkheadPermit<'_> {
     #[inline]
     fn drop(&mut self) {
@@ -339,11 +349,17 @@ impl Bulkhead {
 impl Core {
     /// A slot: the one this thread keeps, one from the pool, or, when the pool is empty while
     /// biased, one from the pool after the revoke took the kept ones back.
-    #[inline]
+    #[inline(always)]
     fn try_slot(self: &Arc<Self>) -> bool {
         if self.biased.load(Ordering::Relaxed) && local::take(self) {
             return true;
         }
+        self.try_slot_shared()
+    }
+
+    /// [`try_slot`](Self::try_slot) once this thread keeps no slot: the pool, or the revoke.
+    #[inline(never)]
+    fn try_slot_shared(self: &Arc<Self>) -> bool {
         if self.try_pool() {
             return true;
         }
@@ -368,7 +384,7 @@ impl Core {
     }
 
     /// Gives a slot back: kept by this thread while biased, else to the pool.
-    #[inline]
+    #[inline(always)]
     fn release(self: &Arc<Self>) {
         if self.biased.load(Ordering::Relaxed) && local::keep(self) {
             return;
@@ -377,6 +393,7 @@ impl Core {
     }
 
     /// Slots back to the pool, waking a waiter of each kind if any wait.
+    #[inline(never)]
     fn give_back(&self, n: usize) {
         self.taken.fetch_sub(n, Ordering::SeqCst);
         if self.queued.load(Ordering::SeqCst) != 0 {
@@ -506,7 +523,7 @@ mod local {
 
     /// Runs `f` on the slot this thread keeps in `core`: `Ok(None)` when it keeps none there,
     /// `Err` when its slots cannot be reached (the thread is ending).
-    #[inline]
+    #[inline(always)]
     fn with_kept<R>(core: &Core, f: impl FnOnce(&Kept) -> R) -> Result<Option<R>, ()> {
         LOCAL
             .try_with(|local| {
@@ -521,7 +538,7 @@ mod local {
     }
 
     /// Takes the slot this thread keeps in `core`, if it keeps one.
-    #[inline]
+    #[inline(always)]
     pub(super) fn take(core: &Arc<Core>) -> bool {
         let took = with_kept(core, |kept| {
             if kept.held.load(Ordering::Relaxed) == 0 {
@@ -538,7 +555,7 @@ mod local {
 
     /// Keeps a slot being given back, if this thread keeps none in `core` yet; false when it
     /// goes to the pool.
-    #[inline]
+    #[inline(always)]
     pub(super) fn keep(core: &Arc<Core>) -> bool {
         let kept = with_kept(core, |kept| {
             if kept.held.load(Ordering::Relaxed) != 0 {

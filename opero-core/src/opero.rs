@@ -618,9 +618,13 @@ where
         P: RetryPolicy<E>,
         E: Display,
     {
-        match &self.shared.cache {
-            None => self.attempts().run_sync(values, |v| f(args, v)),
-            Some(cache) => self.call_cached(cache, function, args, values, f),
+        match (&self.shared.cache, self.shared.guards.as_deref()) {
+            // The guarded no-fault path: this frame and the user's function, nothing else.
+            (None, Some(guards)) => self
+                .attempts()
+                .run_sync_guarded(guards, values, |v| f(args, v)),
+            (None, None) => self.attempts().run_sync(values, |v| f(args, v)),
+            (Some(cache), _) => self.call_cached(cache, function, args, values, f),
         }
     }
 

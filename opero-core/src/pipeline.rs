@@ -422,10 +422,10 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
         self.loop_sync(NoGate, values, f)
     }
 
-    // Not `#[cold]`: LLVM inlines less into a cold function, and the guarded loop is this
-    // function's whole work.
-    #[inline(never)]
-    fn run_sync_guarded<V, T, E, F>(
+    /// [`run_sync`](Self::run_sync) with guards: inlined into the pipeline's one out-of-line
+    /// frame, the loop itself out of line behind the first attempt.
+    #[inline(always)]
+    pub(crate) fn run_sync_guarded<V, T, E, F>(
         &self,
         guards: &'a Guards,
         values: &[V],
@@ -439,10 +439,10 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
         if guards.hedge.is_some() {
             return Err(self.refused(crate::hedge::sync_refusal()));
         }
-        let _slot = self.bulkhead_blocking()?;
-        match &guards.breakers {
-            None => self.loop_sync(NoGate, values, f),
-            Some(breakers) => self.loop_sync(
+        let slot = self.bulkhead_blocking()?;
+        let result = match &guards.breakers {
+            None => self.first_sync(NoGate, values, f),
+            Some(breakers) => self.first_sync(
                 BreakerGate {
                     breakers,
                     metrics: self.metrics,
@@ -450,11 +450,20 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
                 values,
                 f,
             ),
+        };
+        // Dropped on an unwind; given back here otherwise.
+        if let Some(slot) = slot {
+            slot.release();
         }
+        result
     }
 
-    #[inline]
-    fn loop_sync<G, V, T, E, F>(
+    /// A guarded call's first attempt, run ahead of the attempt loop's set-up (the failure
+    /// record, the fallback walk) that a call which succeeds at once never needs; the loop takes
+    /// over from its failure. A rate-limited call goes to the loop at once, as does one whose
+    /// first breaker is open (the loop skips it).
+    #[inline(always)]
+    fn first_sync<G, V, T, E, F>(
         &self,
         gate: G,
         values: &[V],
@@ -466,19 +475,150 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
         P: RetryPolicy<E>,
         E: Display,
     {
+        let (Some(value), None, None) = (values.first(), self.limiter, self.limits.attempt_timeout)
+        else {
+            return self.loop_sync_cold(gate, values, f);
+        };
+        let budget = Budget::sync(&self.limits);
+        let Some(pass) = gate.enter(0) else {
+            // Skipped as the loop skips an open breaker; refused (and counted) once.
+            let mut failures = AllFailedError::new();
+            failures.push(0, 1, AttemptError::BreakerOpen);
+            return self.loop_sync_after(gate, values, f, failures, (1, 1), budget);
+        };
+        let timer = self.metrics.map(|m| m.attempt());
+        let result = f(value);
+        if let Some(timer) = timer {
+            timer.finish(self.metrics);
+        }
+        match result {
+            Ok(v) => {
+                gate.success(pass);
+                Ok(v)
+            }
+            Err(e) => {
+                let open = gate.failure(0, pass);
+                self.first_failed_sync(gate, values, f, e, open, budget)
+            }
+        }
+    }
+
+    /// The failure of [`first_sync`](Self::first_sync)'s attempt, booked as the loop books one;
+    /// the loop goes on from the next attempt.
+    #[cold]
+    #[inline(never)]
+    fn first_failed_sync<G, V, T, E, F>(
+        &self,
+        gate: G,
+        values: &[V],
+        f: F,
+        error: AttemptError<E>,
+        open: bool,
+        budget: Option<Budget>,
+    ) -> Result<T, AllFailedError<E>>
+    where
+        G: Gate,
+        F: FnMut(&V) -> Result<T, AttemptError<E>>,
+        P: RetryPolicy<E>,
+        E: Display,
+    {
+        let mut failures = AllFailedError::new();
+        let next = match self.on_failure(&mut failures, 0, 1, error, open, budget) {
+            Some(delay) => {
+                if !delay.is_zero() {
+                    std::thread::sleep(delay);
+                }
+                (0, 2)
+            }
+            None => (1, 1),
+        };
+        if failures.ended_by_deadline().is_some() {
+            self.on_all_failed(&failures);
+            return Err(failures);
+        }
+        self.loop_sync_from(gate, values, f, failures, next, budget)
+    }
+
+    /// [`loop_sync_from`](Self::loop_sync_from), out of line.
+    #[inline(never)]
+    fn loop_sync_after<G, V, T, E, F>(
+        &self,
+        gate: G,
+        values: &[V],
+        f: F,
+        failures: AllFailedError<E>,
+        from: (usize, u32),
+        budget: Option<Budget>,
+    ) -> Result<T, AllFailedError<E>>
+    where
+        G: Gate,
+        F: FnMut(&V) -> Result<T, AttemptError<E>>,
+        P: RetryPolicy<E>,
+        E: Display,
+    {
+        self.loop_sync_from(gate, values, f, failures, from, budget)
+    }
+
+    /// [`loop_sync`](Self::loop_sync) out of line, for a guarded call that cannot take the
+    /// short way.
+    #[inline(never)]
+    fn loop_sync_cold<G, V, T, E, F>(
+        &self,
+        gate: G,
+        values: &[V],
+        f: F,
+    ) -> Result<T, AllFailedError<E>>
+    where
+        G: Gate,
+        F: FnMut(&V) -> Result<T, AttemptError<E>>,
+        P: RetryPolicy<E>,
+        E: Display,
+    {
+        self.loop_sync(gate, values, f)
+    }
+
+    #[inline]
+    fn loop_sync<G, V, T, E, F>(&self, gate: G, values: &[V], f: F) -> Result<T, AllFailedError<E>>
+    where
+        G: Gate,
+        F: FnMut(&V) -> Result<T, AttemptError<E>>,
+        P: RetryPolicy<E>,
+        E: Display,
+    {
         if self.limits.attempt_timeout.is_some() {
             return self.refuse_timeout();
         }
         let budget = Budget::sync(&self.limits);
-        let mut failures = AllFailedError::new();
-        'values: for (index, value) in values.iter().enumerate() {
+        self.loop_sync_from(gate, values, f, AllFailedError::new(), (0, 1), budget)
+    }
+
+    /// The attempt loop from attempt `from.1` of fallback value `from.0`, `failures` holding
+    /// the failures before it.
+    #[inline]
+    fn loop_sync_from<G, V, T, E, F>(
+        &self,
+        gate: G,
+        values: &[V],
+        mut f: F,
+        mut failures: AllFailedError<E>,
+        from: (usize, u32),
+        budget: Option<Budget>,
+    ) -> Result<T, AllFailedError<E>>
+    where
+        G: Gate,
+        F: FnMut(&V) -> Result<T, AttemptError<E>>,
+        P: RetryPolicy<E>,
+        E: Display,
+    {
+        let mut first_attempt = from.1;
+        'values: for (index, value) in values.iter().enumerate().skip(from.0) {
             if index > 0 {
                 if self.out_of_time(&mut failures, budget, Duration::ZERO) {
                     break;
                 }
                 self.on_switch(index);
             }
-            let mut attempt = 1u32;
+            let mut attempt = std::mem::replace(&mut first_attempt, 1);
             loop {
                 let Some(pass) = gate.enter(index) else {
                     // An open breaker is skipped at once: no call, no delay.

@@ -463,19 +463,21 @@ impl Core {
         kept.held.swap(0, Ordering::SeqCst) == 0
     }
 
-    /// A thread's first kept slot in this bulkhead: listed for the revoke, holding the slot
-    /// being given back. False when the bulkhead is revoked (the slot goes to the pool).
+    /// A thread's first kept slot in this bulkhead, in its word `kept` (which no other
+    /// bulkhead lists): listed for the revoke, holding the slot being given back. False when the
+    /// bulkhead is revoked (the slot goes to the pool).
     #[cold]
     #[inline(never)]
-    fn register(self: &Arc<Self>) -> Option<Arc<Kept>> {
-        let kept = Arc::new(Kept::default());
+    fn register(&self, kept: &Arc<Kept>) -> bool {
         let mut all = lock(&self.kept);
         if !self.biased.load(Ordering::SeqCst) {
-            return None;
+            return false;
         }
+        // The word may have served another bulkhead, whose revoke marked it.
+        kept.collected.store(false, Ordering::SeqCst);
         kept.held.store(1, Ordering::SeqCst);
-        all.push(Arc::clone(&kept));
-        Some(kept)
+        all.push(Arc::clone(kept));
+        true
     }
 
     /// Forgets a thread's kept slot (the thread forgets the bulkhead, or ends), giving the slot
@@ -495,30 +497,58 @@ impl Core {
 /// Each thread's kept slots, in the few bulkheads it used last.
 mod local {
     use super::{Core, Kept};
-    use std::cell::RefCell;
+    use std::cell::{Cell, RefCell};
     use std::sync::atomic::{compiler_fence, Ordering};
     use std::sync::{Arc, Weak};
 
     /// Bulkheads a thread keeps a slot in at once; a thread that uses more forgets the oldest.
     const WAYS: usize = 4;
 
-    struct Entry {
-        id: u64,
+    /// One of a thread's kept slots: its word, made once per thread and bound to one bulkhead
+    /// at a time, so that a call reads the word without a borrow of the thread's slots (a
+    /// `RefCell`'s count, written twice a look, cost a no-fault call a third of its time).
+    struct Way {
+        /// The id of the bulkhead the word is bound to; 0 while unbound (ids start at 1).
+        id: Cell<u64>,
         kept: Arc<Kept>,
-        core: Weak<Core>,
+        core: RefCell<Weak<Core>>,
     }
 
-    impl Drop for Entry {
-        fn drop(&mut self) {
-            // A bulkhead that is gone has no pool to give the slot back to.
-            if let Some(core) = self.core.upgrade() {
+    impl Way {
+        /// Unbinds the word, giving its slot back if it holds one; a bulkhead that is gone has no
+        /// pool to give it back to.
+        fn unbind(&self) {
+            self.id.set(0);
+            let core = std::mem::take(&mut *self.core.borrow_mut());
+            if let Some(core) = core.upgrade() {
                 core.forget(&self.kept);
             }
         }
     }
 
+    struct Local {
+        ways: [Way; WAYS],
+        /// The way bound longest ago: the next to serve a new bulkhead.
+        oldest: Cell<usize>,
+    }
+
+    impl Drop for Local {
+        fn drop(&mut self) {
+            for way in &self.ways {
+                way.unbind();
+            }
+        }
+    }
+
     thread_local! {
-        static LOCAL: RefCell<[Option<Entry>; WAYS]> = const { RefCell::new([const { None }; WAYS]) };
+        static LOCAL: Local = Local {
+            ways: std::array::from_fn(|_| Way {
+                id: Cell::new(0),
+                kept: Arc::new(Kept::default()),
+                core: RefCell::new(Weak::new()),
+            }),
+            oldest: Cell::new(0),
+        };
     }
 
     /// Runs `f` on the slot this thread keeps in `core`: `Ok(None)` when it keeps none there,
@@ -527,14 +557,13 @@ mod local {
     fn with_kept<R>(core: &Core, f: impl FnOnce(&Kept) -> R) -> Result<Option<R>, ()> {
         LOCAL
             .try_with(|local| {
-                let local = local.try_borrow().map_err(|_| ())?;
-                Ok(local
+                local
+                    .ways
                     .iter()
-                    .flatten()
-                    .find(|e| e.id == core.id)
-                    .map(|e| f(&e.kept)))
+                    .find(|w| w.id.get() == core.id)
+                    .map(|w| f(&w.kept))
             })
-            .unwrap_or(Err(()))
+            .map_err(|_| ())
     }
 
     /// Takes the slot this thread keeps in `core`, if it keeps one.
@@ -573,31 +602,27 @@ mod local {
         }
     }
 
-    /// This thread's first slot kept in `core`: the oldest bulkhead it used is forgotten.
+    /// This thread's first slot kept in `core`: the way bound longest ago is unbound (its
+    /// bulkhead forgotten) and bound to `core`. (A bulkhead revoked since the caller looked at
+    /// its flag refuses the word, which is then left unbound.)
     #[cold]
     #[inline(never)]
     fn first_keep(core: &Arc<Core>) -> bool {
-        let Some(kept) = core.register() else {
-            return false;
-        };
-        let entry = Entry {
-            id: core.id,
-            kept,
-            core: Arc::downgrade(core),
-        };
-        // The oldest entry comes back out of the borrow, to be dropped (forgetting its slot)
-        // after it. Should the thread be ending, `entry` is dropped unstored and forgets this
-        // slot the same way: the slot goes back to the pool rather than being kept.
-        let oldest = LOCAL
+        LOCAL
             .try_with(|local| {
-                let mut local = local.try_borrow_mut().ok()?;
-                local.rotate_right(1);
-                local[0].replace(entry)
+                let at = local.oldest.get();
+                let way = &local.ways[at];
+                way.unbind();
+                if !core.register(&way.kept) {
+                    return false;
+                }
+                way.id.set(core.id);
+                *way.core.borrow_mut() = Arc::downgrade(core);
+                local.oldest.set((at + 1) % WAYS);
+                true
             })
-            .ok()
-            .flatten();
-        drop(oldest);
-        true
+            // The thread is ending: the slot goes back to the pool rather than being kept.
+            .unwrap_or(false)
     }
 }
 
@@ -888,6 +913,29 @@ mod tests {
             drop(slot);
         }
         assert!(all.iter().all(|b| biased(b) == keeps));
+    }
+
+    #[test]
+    fn a_revoked_bulkhead_takes_no_kept_slot_from_the_others() {
+        // Run on a thread of its own: the test thread's ways may hold other tests' bulkheads.
+        std::thread::spawn(|| {
+            let kept: Vec<_> = (0..4).map(|_| bulkhead(1, 0)).collect();
+            for b in &kept {
+                drop(b.enter_blocking().unwrap());
+            }
+            let revoked = bulkhead(1, 0);
+            let slot = revoked.enter_blocking().unwrap();
+            assert!(revoked.enter_blocking().is_err(), "full: the revoke runs");
+            assert!(!biased(&revoked));
+            // Given back to its pool, not kept: no way is taken for it.
+            drop(slot);
+            assert_eq!(taken(&revoked), 0);
+            let k = usize::from(crate::fence::available());
+            let counts: Vec<_> = kept.iter().map(|b| taken(b)).collect();
+            assert_eq!(counts, [k; 4], "the four kept slots stay kept");
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]

@@ -306,6 +306,33 @@ impl CircuitBreaker {
         self.acquire(None)
     }
 
+    /// A pipeline's leave for one attempt: [`Leave::Closed`] while the breaker is closed (a
+    /// word in a register, where a permit is five through memory), else the permit.
+    #[inline(always)]
+    pub(crate) fn leave<'a>(&'a self, metrics: Option<Counters<'a>>) -> Option<Leave<'a>> {
+        if self.state.load(Ordering::Acquire) == CLOSED {
+            return Some(Leave::Closed);
+        }
+        self.acquire_slow(metrics).map(Leave::Permit)
+    }
+
+    /// The attempt `leave` let through succeeded.
+    #[inline(always)]
+    pub(crate) fn left_ok(&self, leave: Leave<'_>, metrics: Option<Counters<'_>>) {
+        match leave {
+            Leave::Closed => self.on_success(false, metrics),
+            Leave::Permit(permit) => permit.success(),
+        }
+    }
+
+    /// The attempt `leave` let through failed.
+    pub(crate) fn left_failed(&self, leave: Leave<'_>, metrics: Option<Counters<'_>>) {
+        match leave {
+            Leave::Closed => self.on_failure(false, metrics),
+            Leave::Permit(permit) => permit.failure(),
+        }
+    }
+
     #[inline]
     pub(crate) fn acquire<'a>(
         &'a self,
@@ -474,6 +501,13 @@ impl CircuitBreaker {
             tracing::info!(target: "opero", fallback_index = self.index, "circuit breaker closed");
         }
     }
+}
+
+/// A pipeline's leave through a breaker ([`CircuitBreaker::leave`]): a call let through a
+/// closed breaker reports as a permit's would, and has nothing to give back if it never reports.
+pub(crate) enum Leave<'a> {
+    Closed,
+    Permit(BreakerPermit<'a>),
 }
 
 /// Leave to make one call through a [`CircuitBreaker`]; report the outcome with

@@ -9,7 +9,7 @@ use std::fmt::Display;
 use std::future::Future;
 use std::time::Duration;
 
-use crate::breaker::{BreakerPermit, BreakerState, Breakers};
+use crate::breaker::{BreakerPermit, BreakerState, Breakers, Leave};
 use crate::bulkhead::{Bulkhead, BulkheadPermit};
 use crate::error::{AllFailedError, AttemptError};
 use crate::hedge::HedgeConfig;
@@ -493,7 +493,7 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
         }
         match result {
             Ok(v) => {
-                gate.success(pass);
+                gate.success(0, pass);
                 Ok(v)
             }
             Err(e) => {
@@ -644,7 +644,7 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
                 };
                 match outcome {
                     Ok(v) => {
-                        gate.success(pass);
+                        gate.success(index, pass);
                         return Ok(v);
                     }
                     Err(e) => {
@@ -835,7 +835,7 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
                 };
                 match outcome {
                     Ok(v) => {
-                        gate.success(pass);
+                        gate.success(index, pass);
                         return Ok(v);
                     }
                     Err(e) => {
@@ -900,7 +900,7 @@ trait Gate: Copy {
     type Pass;
     /// The pass for an attempt on `index`, or `None` when its breaker is open.
     fn enter(self, index: usize) -> Option<Self::Pass>;
-    fn success(self, pass: Self::Pass);
+    fn success(self, index: usize, pass: Self::Pass);
     /// Books a failure; true when the breaker is open now.
     fn failure(self, index: usize, pass: Self::Pass) -> bool;
 }
@@ -915,7 +915,7 @@ impl Gate for NoGate {
         Some(())
     }
     #[inline(always)]
-    fn success(self, _: ()) {}
+    fn success(self, _: usize, _: ()) {}
     #[inline(always)]
     fn failure(self, _: usize, _: ()) -> bool {
         false
@@ -929,17 +929,18 @@ struct BreakerGate<'a> {
 }
 
 impl<'b> Gate for BreakerGate<'b> {
-    type Pass = BreakerPermit<'b>;
+    type Pass = Leave<'b>;
     #[inline]
-    fn enter(self, index: usize) -> Option<BreakerPermit<'b>> {
-        self.breakers.get(index).acquire(self.metrics)
+    fn enter(self, index: usize) -> Option<Leave<'b>> {
+        self.breakers.get(index).leave(self.metrics)
     }
     #[inline]
-    fn success(self, pass: BreakerPermit<'b>) {
-        pass.success();
+    fn success(self, index: usize, pass: Leave<'b>) {
+        self.breakers.get(index).left_ok(pass, self.metrics);
     }
-    fn failure(self, index: usize, pass: BreakerPermit<'b>) -> bool {
-        pass.failure();
-        self.breakers.get(index).state() == BreakerState::Open
+    fn failure(self, index: usize, pass: Leave<'b>) -> bool {
+        let breaker = self.breakers.get(index);
+        breaker.left_failed(pass, self.metrics);
+        breaker.state() == BreakerState::Open
     }
 }

@@ -351,7 +351,9 @@ impl Core {
     /// biased, one from the pool after the revoke took the kept ones back.
     #[inline(always)]
     fn try_slot(self: &Arc<Self>) -> bool {
-        if self.biased.load(Ordering::Relaxed) && local::take(self) {
+        // No look at the flag first: once revoked, every word holds no slot (the revoke and the
+        // settles leave each at 0), so the word answers alone.
+        if local::take(self) {
             return true;
         }
         self.try_slot_shared()

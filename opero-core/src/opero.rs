@@ -597,9 +597,36 @@ where
         if self.shared.plain {
             return self.attempts().run_sync_unguarded(values, |v| f(args, v));
         }
+        if self.shared.cache.is_none() {
+            // Without the identity, which only a cache reads, and in a frame of its own, smaller
+            // than the cached path's.
+            return self.call_guarded(args, values, f);
+        }
         // By reference: the identity was just written field by field, and reading it back whole
         // to copy it stalls on those stores.
         self.call_guarded_or_cached(&function, args, values, f)
+    }
+
+    /// [`call_attempts`](Self::call_attempts) with guards and no cache: the guards and the first
+    /// attempt inline, in the pipeline's one out-of-line frame.
+    #[inline(never)]
+    fn call_guarded<A, V, T, E, F>(
+        &self,
+        args: &A,
+        values: &[V],
+        mut f: F,
+    ) -> Result<T, AllFailedError<E>>
+    where
+        A: ?Sized,
+        F: FnMut(&A, &V) -> Result<T, AttemptError<E>>,
+        P: RetryPolicy<E>,
+        E: Display,
+    {
+        let attempts = self.attempts();
+        match attempts.guards {
+            Some(guards) => attempts.run_sync_guarded(guards, values, |v| f(args, v)),
+            None => attempts.run_sync(values, |v| f(args, v)),
+        }
     }
 
     /// [`call_attempts`](Self::call_attempts) with a cache, guards or both.
@@ -618,13 +645,9 @@ where
         P: RetryPolicy<E>,
         E: Display,
     {
-        match (&self.shared.cache, self.shared.guards.as_deref()) {
-            // The guarded no-fault path: this frame and the user's function, nothing else.
-            (None, Some(guards)) => self
-                .attempts()
-                .run_sync_guarded(guards, values, |v| f(args, v)),
-            (None, None) => self.attempts().run_sync(values, |v| f(args, v)),
-            (Some(cache), _) => self.call_cached(cache, function, args, values, f),
+        match &self.shared.cache {
+            None => self.attempts().run_sync(values, |v| f(args, v)),
+            Some(cache) => self.call_cached(cache, function, args, values, f),
         }
     }
 

@@ -306,6 +306,13 @@ impl CircuitBreaker {
         self.acquire(None)
     }
 
+    /// Whether the breaker is closed now: a look without a leave, which a pipeline's inline
+    /// first attempt takes as [`Leave::Closed`] (what [`leave`](Self::leave) gives then).
+    #[inline(always)]
+    pub(crate) fn is_closed(&self) -> bool {
+        self.state.load(Ordering::Acquire) == CLOSED
+    }
+
     /// A pipeline's leave for one attempt: [`Leave::Closed`] while the breaker is closed (a
     /// word in a register, where a permit is five through memory), else the permit.
     #[inline(always)]

@@ -197,9 +197,12 @@ impl BulkheadPermit<'_> {
 }
 
 impl Drop for BulkheadPermit<'_> {
+    // The pipeline gives its slots back with `release`; a drop (a cancelled call, an unwind, a
+    // user's permit) calls out, so that the drop glue of an optional permit, compiled into
+    // every future that may hold one, stays a test and a call.
     #[inline]
     fn drop(&mut self) {
-        self.bulkhead.core.release();
+        self.bulkhead.core.release_out_of_line();
     }
 }
 
@@ -270,6 +273,26 @@ impl Bulkhead {
         self.core
             .try_slot()
             .then(|| BulkheadPermit { bulkhead: self })
+    }
+
+    /// Takes a free slot, if one is, with no permit to hold it: the caller gives it back with
+    /// [`release_slot`](Self::release_slot), or holds it in a permit from
+    /// [`permit_for_slot`](Self::permit_for_slot). For a future that holds its slot as a flag
+    /// rather than a permit (every caller moves the future, so its size is paid on every call).
+    #[inline(always)]
+    pub(crate) fn try_take_slot(&self) -> bool {
+        self.core.try_slot()
+    }
+
+    /// Gives back a slot [`try_take_slot`](Self::try_take_slot) took.
+    #[inline(always)]
+    pub(crate) fn release_slot(&self) {
+        self.core.release();
+    }
+
+    /// The permit of a slot [`try_take_slot`](Self::try_take_slot) took.
+    pub(crate) fn permit_for_slot(&self) -> BulkheadPermit<'_> {
+        BulkheadPermit { bulkhead: self }
     }
 
     /// A slot now, a place in the queue, or the refusal.
@@ -392,6 +415,11 @@ impl Core {
             return;
         }
         self.give_back(1);
+    }
+
+    #[inline(never)]
+    fn release_out_of_line(self: &Arc<Self>) {
+        self.release();
     }
 
     /// Slots back to the pool, waking a waiter of each kind if any wait.

@@ -21,12 +21,14 @@
 use std::fmt::Display;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::breaker::BreakerPermit;
+use crate::breaker::Leave;
+use crate::bulkhead::BulkheadPermit;
 use crate::config::RawDuration;
 use crate::error::{AllFailedError, AttemptError, OperoError};
 use crate::metrics::{AttemptTimer, Counters};
@@ -100,24 +102,101 @@ pub(crate) fn sync_refusal<E>() -> AttemptError<E> {
 }
 
 /// One attempt under way: its rate-limit wait, then its future, cut by the attempt timeout.
-struct Running<'b, Fut> {
+struct Running<'b, Fut, O> {
     index: usize,
     attempt: u32,
     wait: Option<Sleep>,
     /// The attempt timeout, armed when the attempt begins (after its permit wait).
     cut: Option<Sleep>,
     timer: Option<AttemptTimer>,
-    fut: Pin<Box<Fut>>,
-    permit: Option<BreakerPermit<'b>>,
+    fut: Racer<Fut, O>,
+    leave: Option<Leave<'b>>,
 }
 
-impl<Fut> Running<'_, Fut> {
+impl<Fut, O> Running<'_, Fut, O> {
     /// The permit wait is over: the attempt's own time starts, as an unhedged attempt's starts
     /// after its permit.
     fn begin(&mut self, timeout: Option<Duration>, metrics: Option<Counters<'_>>) {
         self.cut = timeout.map(sleep);
         self.timer = metrics.map(|m| m.attempt());
     }
+}
+
+/// A racing attempt's future: the race's own, or the call's first attempt, which the caller's
+/// future holds and polls (it started before the race was needed) and hands over its outcome.
+enum Racer<Fut, O> {
+    Own(Pin<Box<Fut>>),
+    Handed(Handoff<O>),
+}
+
+impl<Fut: Future<Output = O>, O> Racer<Fut, O> {
+    fn poll(&mut self, cx: &mut std::task::Context<'_>) -> Poll<O> {
+        match self {
+            Racer::Own(fut) => fut.as_mut().poll(cx),
+            // The holder polled the attempt just before, with this context: its waker is set.
+            Racer::Handed(handoff) => match handoff.take() {
+                Some(out) => Poll::Ready(out),
+                None => Poll::Pending,
+            },
+        }
+    }
+}
+
+/// Where a first attempt polled by the caller's future meets the race: the attempt's outcome
+/// once it has one, and whether the race dropped it (so that its holder drops the attempt).
+pub(crate) struct Handoff<O>(Arc<Mutex<Handed<O>>>);
+
+struct Handed<O> {
+    outcome: Option<O>,
+    dropped: bool,
+}
+
+impl<O> Handoff<O> {
+    /// A handoff and its other end, with the attempt's outcome if it has one already.
+    pub(crate) fn new(outcome: Option<O>) -> (Self, Self) {
+        let shared = Arc::new(Mutex::new(Handed {
+            outcome,
+            dropped: false,
+        }));
+        (Handoff(Arc::clone(&shared)), Handoff(shared))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Handed<O>> {
+        // Each holder leaves the state whole; a panic elsewhere does not make it wrong.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The holder's side: the attempt ended with `outcome`.
+    pub(crate) fn put(&self, outcome: O) {
+        self.lock().outcome = Some(outcome);
+    }
+
+    /// The holder's side: whether the race dropped the attempt.
+    pub(crate) fn dropped(&self) -> bool {
+        self.lock().dropped
+    }
+
+    fn take(&self) -> Option<O> {
+        self.lock().outcome.take()
+    }
+}
+
+/// Either end dropped: the race's end when the race drops the attempt (won by another, or cut
+/// by the deadline), which the holder then drops too.
+impl<O> Drop for Handoff<O> {
+    fn drop(&mut self) {
+        self.lock().dropped = true;
+    }
+}
+
+/// A hedged call's first attempt, started (and perhaps ended) by the caller's future before the
+/// race: the race's end of its handoff, its breaker leave, the call's bulkhead slot and the
+/// attempt's latency timer.
+pub(crate) struct FirstAttempt<'a, O> {
+    pub(crate) handoff: Handoff<O>,
+    pub(crate) leave: Option<Leave<'a>>,
+    pub(crate) slot: Option<BulkheadPermit<'a>>,
+    pub(crate) timer: Option<AttemptTimer>,
 }
 
 enum Event<T, E> {
@@ -137,11 +216,15 @@ enum Started {
 
 impl<'a, P: ?Sized> Attempts<'a, P> {
     /// The hedged form of the async attempt loop (see the module docs for the rules).
+    ///
+    /// `first`: the call's first attempt on value 0, when the caller's future started it (and
+    /// holds it) before the race.
     pub(crate) async fn run_hedged<V, T, E, F, Fut>(
         &self,
         hedge: &HedgeConfig,
         values: &[V],
         mut f: F,
+        first: Option<FirstAttempt<'a, Result<T, AttemptError<E>>>>,
     ) -> Result<T, AllFailedError<E>>
     where
         F: FnMut(&V) -> Fut,
@@ -162,10 +245,29 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
         };
         let timeout = self.limits.attempt_timeout;
         let mut failures = AllFailedError::new();
-        let mut running: Vec<Running<'a, Fut>> = Vec::new();
+        let mut running: Vec<Running<'a, Fut, Result<T, AttemptError<E>>>> = Vec::new();
         // Attempts started on each value, and how many values have been started.
         let mut started = vec![0u32; values.len()];
         let mut values_started = 0usize;
+        // The call's slot, held to the race's end.
+        let mut _slot = None;
+        let mut next = Some(0usize);
+        if let Some(first) = first {
+            // Begun without a limiter, as an unarmed race begins its first attempt.
+            running.push(Running {
+                index: 0,
+                attempt: 1,
+                wait: None,
+                cut: None,
+                timer: first.timer,
+                fut: Racer::Handed(first.handoff),
+                leave: first.leave,
+            });
+            _slot = first.slot;
+            started[0] = 1;
+            values_started = 1;
+            next = None;
+        }
         let mut hedges = 0u32;
         let mut timer: Option<Sleep> = None;
         // The next hedge's timer, while hedges remain. One due past the deadline never fires:
@@ -177,7 +279,7 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
         // Starts the next attempt of `index` or, when its breaker is open, of the next value not
         // yet started.
         let mut start = |index: usize,
-                         running: &mut Vec<Running<'a, Fut>>,
+                         running: &mut Vec<Running<'a, Fut, Result<T, AttemptError<E>>>>,
                          failures: &mut AllFailedError<E>,
                          started: &mut [u32],
                          values_started: &mut usize,
@@ -199,13 +301,13 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
                     return Started::No;
                 };
                 started[index] = attempt;
-                match self.breaker_permit(index) {
-                    Ok(permit) => {
+                match self.breaker_leave(index) {
+                    Ok(leave) => {
                         let wait = match self.permit() {
                             Ok(wait) => wait,
                             Err(why) => {
-                                // No attempt without a permit; the permit is given back.
-                                drop(permit);
+                                // No attempt without a permit; the breaker's leave is given back.
+                                drop(leave);
                                 failures.push(index, attempt, AttemptError::NoPermit(why));
                                 return Started::No;
                             }
@@ -220,8 +322,8 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
                             wait: (!wait.is_zero()).then(|| sleep(wait)),
                             cut: None,
                             timer: None,
-                            fut: Box::pin(f(&values[index])),
-                            permit,
+                            fut: Racer::Own(Box::pin(f(&values[index]))),
+                            leave,
                         };
                         if attempt.wait.is_none() {
                             // Before arming, the attempt's cut is made with the other timers.
@@ -241,7 +343,6 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
             }
         };
 
-        let mut next = Some(0usize);
         let mut hedging = false;
         loop {
             if let Some(index) = next.take() {
@@ -282,18 +383,19 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
             }
             let metrics = self.metrics;
             let hedges_now = hedges;
-            let arm = |budget: &mut Option<Budget>,
-                       deadline: &mut Option<Sleep>,
-                       timer: &mut Option<Sleep>,
-                       running: &mut Vec<Running<'a, Fut>>| {
-                *budget = Budget::tokio(&self.limits);
-                *deadline = budget.map(|b| sleep(b.left()));
-                *timer = hedge_timer(hedges_now);
-                // Unarmed means no rate limiter: every attempt begun at once, none cut yet.
-                for r in running.iter_mut() {
-                    r.cut = timeout.map(sleep);
-                }
-            };
+            let arm =
+                |budget: &mut Option<Budget>,
+                 deadline: &mut Option<Sleep>,
+                 timer: &mut Option<Sleep>,
+                 running: &mut Vec<Running<'a, Fut, Result<T, AttemptError<E>>>>| {
+                    *budget = Budget::tokio(&self.limits);
+                    *deadline = budget.map(|b| sleep(b.left()));
+                    *timer = hedge_timer(hedges_now);
+                    // Unarmed means no rate limiter: every attempt begun at once, none cut yet.
+                    for r in running.iter_mut() {
+                        r.cut = timeout.map(sleep);
+                    }
+                };
             let event = std::future::poll_fn(|cx| {
                 for (k, r) in running.iter_mut().enumerate() {
                     if let Some(wait) = &mut r.wait {
@@ -303,7 +405,7 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
                         r.wait = None;
                         r.begin(timeout, metrics);
                     }
-                    if let Poll::Ready(out) = r.fut.as_mut().poll(cx) {
+                    if let Poll::Ready(out) = r.fut.poll(cx) {
                         if let Some(t) = r.timer.take() {
                             t.finish(metrics);
                         }
@@ -347,15 +449,13 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
             match event {
                 Event::Done(k, Ok(v)) => {
                     let done = running.swap_remove(k);
-                    if let Some(p) = done.permit {
-                        p.success();
-                    }
+                    self.breaker_ok(done.index, done.leave);
                     // The other attempts are dropped here, unanswered.
                     return Ok(v);
                 }
                 Event::Done(k, Err(e)) => {
                     let done = running.remove(k);
-                    let open = self.breaker_failed(done.index, done.permit);
+                    let open = self.breaker_failed(done.index, done.leave);
                     // While other attempts run, the call waits for them: no retry is scheduled.
                     let others = !running.is_empty();
                     let delay = self.on_failure(
@@ -397,7 +497,7 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
                     // Every attempt still racing is cut, as an unhedged attempt is: a failed
                     // attempt, reported to its breaker.
                     for r in running.drain(..) {
-                        self.breaker_failed(r.index, r.permit);
+                        self.breaker_failed(r.index, r.leave);
                         if let Some(m) = self.metrics {
                             m.failed_attempt();
                         }

@@ -318,9 +318,14 @@ where
         guards: None,
         limits: Default::default(),
     }
-    .run_hedged(hedge, &[()], |_| {
-        let fut = f();
-        async move { fut.await.map_err(AttemptError::Failed) }
-    })
+    .run_hedged(
+        hedge,
+        &[()],
+        |_| {
+            let fut = f();
+            async move { fut.await.map_err(AttemptError::Failed) }
+        },
+        None,
+    )
     .await
 }

@@ -125,9 +125,10 @@ struct Shared<C, K, P> {
     guards: Option<Box<Guards>>,
     /// No cache and no guards: one flag for the no-fault path to test.
     plain: bool,
-    /// No cache, no guards and no limiter: the async first attempt can run inline, holding
-    /// nothing but the user's future (and the timer of a time bound, made only if it waits).
-    plain_async: bool,
+    /// No cache and no limiter: the async first attempt can run inline, holding nothing but the
+    /// user's future (and the timer of a time bound, made only if it waits), and what the
+    /// guards gave it (a slot, a closed breaker's leave).
+    inline_async: bool,
     metrics: Arc<Metrics>,
     flights: Flights,
     /// Names given to wrappers of this pipeline and what they were given to, to refuse one name
@@ -2243,7 +2244,7 @@ impl<C, K, P> OperoBuilder<C, K, P> {
         Ok(Opero {
             shared: Arc::new(Shared {
                 plain: cache.is_none() && guards.is_none(),
-                plain_async: cache.is_none() && guards.is_none() && limiter.is_none(),
+                inline_async: cache.is_none() && limiter.is_none(),
                 cache,
                 namespace_fingerprint: crate::key::namespace_fingerprint(
                     &self.config.cache.namespace,
@@ -2295,32 +2296,90 @@ pin_project_lite::pin_project! {
     /// moves, polls and drops one small state instead of nested state machines holding the loop's
     /// parts. With a deadline or an attempt timeout the first attempt is cut as the loop cuts
     /// every attempt; the clock is read and the timer made only once the attempt waits (or
-    /// fails), so a no-fault call that completes in one poll pays neither. A pipeline with guards
-    /// or a limiter, and a first attempt that fails, go on in the attempt loop (`R`, made by
-    /// `resume` and boxed), whose type `resume` names so that the future stays `Send` when the
-    /// user's is.
-    pub(crate) struct Uncached<'a, C, K, P, V, F, Fut, G, R> {
+    /// fails), so a no-fault call that completes in one poll pays neither. Guards are passed
+    /// inline too: a free bulkhead slot and a closed first breaker let the first attempt run
+    /// here; a full bulkhead, a breaker not closed, a limiter, and a first attempt that fails go
+    /// on in the attempt loop (`R`, made by `resume` and boxed), whose type `resume` names so
+    /// that the future stays `Send` when the user's is. A hedged call whose first attempt waits
+    /// hands it to the race through a [`Handoff`](crate::hedge::Handoff): this future goes on
+    /// polling it, the race takes its outcome (or drops it).
+    pub(crate) struct Uncached<'a, C, K, P, V, F, Fut, G, R, O> {
         opero: &'a Opero<C, K, P>,
         values: &'a [V],
         f: Option<F>,
         resume: G,
         timer: Option<crate::metrics::AttemptTimer>,
-        // Whether the pipeline has a deadline or an attempt timeout.
-        bounded: bool,
+        // BOUNDED: the pipeline has a deadline or an attempt timeout; GUARDED: it has guards;
+        // CLOSED: the first attempt passed a closed breaker; SLOT: it holds a bulkhead slot
+        // (given back on drop). One byte: a second flag byte beside the others made the
+        // future's first write and its copy disagree in width, a store-forwarding stall that
+        // tripled the no-fault call.
+        flags: u8,
         budget: Option<crate::pipeline::Budget>,
         cut: Option<(crate::pipeline::Cut, crate::sleep::Sleep)>,
         #[pin]
         first: Option<Fut>,
-        rest: Option<std::pin::Pin<Box<R>>>,
+        rest: Option<std::pin::Pin<Box<Rest<R, O>>>>,
+    }
+    impl<'a, C, K, P, V, F, Fut, G, R, O> PinnedDrop for Uncached<'a, C, K, P, V, F, Fut, G, R, O> {
+        fn drop(this: Pin<&mut Self>) {
+            // A call dropped while its first attempt ran inline: the slot goes back.
+            let this = this.project();
+            if *this.flags & SLOT != 0 {
+                release_dropped_slot(this.opero.shared.guards.as_deref());
+            }
+        }
     }
 }
 
-impl<'a, C, K, P, V, F, Fut, G, R> Uncached<'a, C, K, P, V, F, Fut, G, R> {
+/// Gives back the bulkhead slot an inline first attempt took.
+#[inline(always)]
+fn release_slot(guards: Option<&crate::pipeline::Guards>) {
+    if let Some(bulkhead) = guards.and_then(|g| g.bulkhead.as_ref()) {
+        bulkhead.release_slot();
+    }
+}
+
+/// [`release_slot`] for a dropped call, out of line: the drop of every uncached future holds
+/// this call, not the release.
+#[cold]
+#[inline(never)]
+fn release_dropped_slot(guards: Option<&crate::pipeline::Guards>) {
+    release_slot(guards);
+}
+
+/// The permit for the bulkhead slot an inline first attempt took, for the loop to hold.
+fn slot_permit(
+    guards: Option<&crate::pipeline::Guards>,
+) -> Option<crate::bulkhead::BulkheadPermit<'_>> {
+    guards
+        .and_then(|g| g.bulkhead.as_ref())
+        .map(|b| b.permit_for_slot())
+}
+
+pin_project_lite::pin_project! {
+    /// The attempt loop [`Uncached`] goes on in, and, for a hedged race that took the first
+    /// attempt over running, the holder's end of its handoff (boxed with the loop, so that the
+    /// no-fault future neither holds nor drops it).
+    pub(crate) struct Rest<R, O> {
+        handoff: Option<crate::hedge::Handoff<O>>,
+        #[pin]
+        attempts: R,
+    }
+}
+
+impl<R, O> Rest<R, O> {
+    fn boxed(attempts: R, handoff: Option<crate::hedge::Handoff<O>>) -> std::pin::Pin<Box<Self>> {
+        Box::pin(Rest { handoff, attempts })
+    }
+}
+
+impl<'a, C, K, P, V, F, Fut, G, R, O> Uncached<'a, C, K, P, V, F, Fut, G, R, O> {
     #[inline(always)]
     fn new<T, E>(opero: &'a Opero<C, K, P>, values: &'a [V], f: F, resume: G) -> Self
     where
         F: FnMut(&V) -> Fut,
-        G: Fn(Attempts<'a, P>, &'a [V], F, crate::pipeline::Start<E>) -> R,
+        G: Fn(Attempts<'a, P>, &'a [V], F, crate::pipeline::Start<'a, T, E>) -> R,
         R: Future<Output = Result<T, AllFailedError<E>>>,
     {
         Uncached {
@@ -2329,7 +2388,7 @@ impl<'a, C, K, P, V, F, Fut, G, R> Uncached<'a, C, K, P, V, F, Fut, G, R> {
             f: Some(f),
             resume,
             timer: None,
-            bounded: false,
+            flags: 0,
             budget: None,
             cut: None,
             first: None,
@@ -2338,11 +2397,43 @@ impl<'a, C, K, P, V, F, Fut, G, R> Uncached<'a, C, K, P, V, F, Fut, G, R> {
     }
 }
 
-impl<'a, C, K, P, V, T, E, F, Fut, G, R> Future for Uncached<'a, C, K, P, V, F, Fut, G, R>
+/// [`Uncached`]'s flags.
+const BOUNDED: u8 = 1;
+const CLOSED: u8 = 2;
+const GUARDED: u8 = 4;
+const SLOT: u8 = 8;
+
+/// The guards' leave for an inline first attempt, as flags (GUARDED, SLOT when it took a
+/// bulkhead slot, CLOSED when the first breaker is closed); `None` when the attempt loop must
+/// take the call (a full bulkhead queues there, a breaker not closed is asked there, each
+/// counted once).
+#[inline(always)]
+fn inline_leave(guards: &crate::pipeline::Guards) -> Option<u8> {
+    let mut flags = GUARDED;
+    if let Some(bulkhead) = &guards.bulkhead {
+        if !bulkhead.try_take_slot() {
+            return None;
+        }
+        flags |= SLOT;
+    }
+    if let Some(breakers) = &guards.breakers {
+        if !breakers.get(0).is_closed() {
+            if flags & SLOT != 0 {
+                release_slot(Some(guards));
+            }
+            return None;
+        }
+        flags |= CLOSED;
+    }
+    Some(flags)
+}
+
+impl<'a, C, K, P, V, T, E, F, Fut, G, R> Future
+    for Uncached<'a, C, K, P, V, F, Fut, G, R, Result<T, AttemptError<E>>>
 where
     F: FnMut(&V) -> Fut,
     Fut: Future<Output = Result<T, AttemptError<E>>>,
-    G: Fn(Attempts<'a, P>, &'a [V], F, crate::pipeline::Start<E>) -> R,
+    G: Fn(Attempts<'a, P>, &'a [V], F, crate::pipeline::Start<'a, T, E>) -> R,
     R: Future<Output = Result<T, AllFailedError<E>>>,
 {
     type Output = Result<T, AllFailedError<E>>;
@@ -2356,38 +2447,101 @@ where
         use std::task::Poll;
         let mut this = self.project();
         if let Some(rest) = this.rest {
-            return rest.as_mut().poll(cx);
+            let rest = rest.as_mut().project();
+            let Some(handoff) = rest.handoff.as_ref() else {
+                return rest.attempts.poll(cx);
+            };
+            // The hedged race's first attempt, polled before the race takes its outcome.
+            if let Some(first) = this.first.as_mut().as_pin_mut() {
+                if handoff.dropped() {
+                    this.first.set(None);
+                } else if let Poll::Ready(out) = first.poll(cx) {
+                    handoff.put(out);
+                    this.first.set(None);
+                }
+            }
+            let polled = rest.attempts.poll(cx);
+            // Dropped by the race (won by another attempt, or cut): dropped here too.
+            if polled.is_ready() || handoff.dropped() {
+                this.first.set(None);
+            }
+            return polled;
         }
         let opero: &'a Opero<C, K, P> = this.opero;
         let values: &'a [V] = this.values;
+        let guards = opero.shared.guards.as_deref();
         if this.first.as_ref().get_ref().is_none() {
             // `f` is gone once the output was returned: a poll after that has nothing to run.
             let Some(f) = this.f.as_mut() else {
                 return Poll::Pending;
             };
-            match values.first() {
-                Some(value) if opero.shared.plain_async => {
-                    let limits = &opero.shared.limits;
-                    *this.bounded = limits.deadline.is_some() || limits.attempt_timeout.is_some();
-                    *this.timer = Some(opero.counters().attempt());
-                    this.first.set(Some(f(value)));
-                }
-                _ => {
-                    let Some(f) = this.f.take() else {
-                        return Poll::Pending;
-                    };
-                    let rest = (this.resume)(opero.attempts(), values, f, Start::Fresh);
-                    return this.rest.insert(Box::pin(rest)).as_mut().poll(cx);
-                }
+            let mut flags = 0;
+            let value = match values.first() {
+                Some(value) if opero.shared.inline_async => match guards {
+                    None => Some(value),
+                    Some(guards) => inline_leave(guards).map(|leave| {
+                        flags = leave;
+                        value
+                    }),
+                },
+                _ => None,
+            };
+            let Some(value) = value else {
+                let Some(f) = this.f.take() else {
+                    return Poll::Pending;
+                };
+                let rest = (this.resume)(opero.attempts(), values, f, Start::Fresh);
+                return this
+                    .rest
+                    .insert(Rest::boxed(rest, None))
+                    .as_mut()
+                    .project()
+                    .attempts
+                    .poll(cx);
+            };
+            let limits = &opero.shared.limits;
+            if limits.deadline.is_some() || limits.attempt_timeout.is_some() {
+                flags |= BOUNDED;
             }
+            *this.flags = flags;
+            *this.timer = Some(opero.counters().attempt());
+            this.first.set(Some(f(value)));
         }
         let Some(first) = this.first.as_mut().as_pin_mut() else {
             return Poll::Pending;
         };
+        // Looked at only once the attempt waits or fails.
+        let hedged = || guards.is_some_and(|g| g.hedge.is_some());
         let outcome = match first.poll(cx) {
             Poll::Ready(outcome) => outcome,
+            Poll::Pending if *this.flags & GUARDED != 0 && hedged() => {
+                // The first wait of a hedged call: the race starts now, beside this attempt.
+                let Some(f) = this.f.take() else {
+                    return Poll::Pending;
+                };
+                let (ours, theirs) = crate::hedge::Handoff::new(None);
+                // The slot and the breaker's leave go to the race, and the attempt's timer.
+                let flags = std::mem::take(this.flags);
+                let first = crate::hedge::FirstAttempt {
+                    handoff: theirs,
+                    leave: (flags & CLOSED != 0).then_some(crate::breaker::Leave::Closed),
+                    slot: (flags & SLOT != 0).then(|| slot_permit(guards)).flatten(),
+                    timer: this.timer.take(),
+                };
+                let rest = (this.resume)(opero.attempts(), values, f, Start::Racing(first));
+                let rest = this
+                    .rest
+                    .insert(Rest::boxed(rest, Some(ours)))
+                    .as_mut()
+                    .project();
+                let polled = rest.attempts.poll(cx);
+                if polled.is_ready() || rest.handoff.as_ref().is_some_and(|h| h.dropped()) {
+                    this.first.set(None);
+                }
+                return polled;
+            }
             Poll::Pending => {
-                if !*this.bounded {
+                if *this.flags & BOUNDED == 0 {
                     return Poll::Pending;
                 }
                 if this.cut.is_none() {
@@ -2417,14 +2571,52 @@ where
         let Some(f) = this.f.take() else {
             return Poll::Pending;
         };
+        let flags = std::mem::take(this.flags);
+        let closed = flags & CLOSED != 0;
         match outcome {
-            Ok(v) => Poll::Ready(Ok(v)),
+            Ok(v) => {
+                if flags & GUARDED != 0 {
+                    if closed {
+                        opero
+                            .attempts()
+                            .breaker_ok(0, Some(crate::breaker::Leave::Closed));
+                    }
+                    if flags & SLOT != 0 {
+                        release_slot(guards);
+                    }
+                }
+                Poll::Ready(Ok(v))
+            }
             Err(e) => {
-                // A budget started at the attempt's first wait goes on; without one (the attempt
-                // failed without waiting, or there is no deadline) the loop starts its own.
-                let rest =
-                    (this.resume)(opero.attempts(), values, f, Start::Failed(e, *this.budget));
-                this.rest.insert(Box::pin(rest)).as_mut().poll(cx)
+                let attempts = opero.attempts();
+                let leave = closed.then_some(crate::breaker::Leave::Closed);
+                let start = if hedged() {
+                    // The race books the failure, from an attempt that ended before it began.
+                    let (_, theirs) = crate::hedge::Handoff::new(Some(Err(e)));
+                    Start::Racing(crate::hedge::FirstAttempt {
+                        handoff: theirs,
+                        leave,
+                        slot: (flags & SLOT != 0).then(|| slot_permit(guards)).flatten(),
+                        timer: None,
+                    })
+                } else {
+                    // A budget started at the attempt's first wait goes on; without one (the
+                    // attempt failed without waiting, or there is no deadline) the loop starts
+                    // its own.
+                    Start::Failed {
+                        open: attempts.breaker_failed(0, leave),
+                        error: e,
+                        budget: *this.budget,
+                        slot: (flags & SLOT != 0).then(|| slot_permit(guards)).flatten(),
+                    }
+                };
+                let rest = (this.resume)(attempts, values, f, start);
+                this.rest
+                    .insert(Rest::boxed(rest, None))
+                    .as_mut()
+                    .project()
+                    .attempts
+                    .poll(cx)
             }
         }
     }

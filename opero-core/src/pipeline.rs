@@ -9,7 +9,7 @@ use std::fmt::Display;
 use std::future::Future;
 use std::time::Duration;
 
-use crate::breaker::{BreakerPermit, BreakerState, Breakers, Leave};
+use crate::breaker::{BreakerState, Breakers, Leave};
 use crate::bulkhead::{Bulkhead, BulkheadPermit};
 use crate::error::{AllFailedError, AttemptError};
 use crate::hedge::HedgeConfig;
@@ -129,28 +129,35 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
         }
     }
 
-    /// The breaker permit for an attempt on fallback value `index` (`None` without breakers),
+    /// The breaker's leave for an attempt on fallback value `index` (`None` without breakers),
     /// or `Err` when its breaker is open.
     #[inline]
-    pub(crate) fn breaker_permit(&self, index: usize) -> Result<Option<BreakerPermit<'a>>, ()> {
+    pub(crate) fn breaker_leave(&self, index: usize) -> Result<Option<Leave<'a>>, ()> {
         match self.guards.and_then(|g| g.breakers.as_ref()) {
             None => Ok(None),
-            Some(breakers) => breakers
-                .get(index)
-                .acquire(self.metrics)
-                .map(Some)
-                .ok_or(()),
+            Some(breakers) => breakers.get(index).leave(self.metrics).map(Some).ok_or(()),
+        }
+    }
+
+    /// Reports a successful attempt to its breaker.
+    pub(crate) fn breaker_ok(&self, index: usize, leave: Option<Leave<'_>>) {
+        if let (Some(leave), Some(breakers)) =
+            (leave, self.guards.and_then(|g| g.breakers.as_ref()))
+        {
+            breakers.get(index).left_ok(leave, self.metrics);
         }
     }
 
     /// Reports a failed attempt to its breaker; true when the breaker is open now, so that the
     /// value's retries end without a delay.
-    pub(crate) fn breaker_failed(&self, index: usize, permit: Option<BreakerPermit<'_>>) -> bool {
-        let Some(permit) = permit else { return false };
-        permit.failure();
-        self.guards
-            .and_then(|g| g.breakers.as_ref())
-            .is_some_and(|b| b.get(index).state() == BreakerState::Open)
+    pub(crate) fn breaker_failed(&self, index: usize, leave: Option<Leave<'_>>) -> bool {
+        let (Some(leave), Some(breakers)) = (leave, self.guards.and_then(|g| g.breakers.as_ref()))
+        else {
+            return false;
+        };
+        let breaker = breakers.get(index);
+        breaker.left_failed(leave, self.metrics);
+        breaker.state() == BreakerState::Open
     }
 
     /// A slot in the bulkhead, if there is one (waiting in its queue, blocking the thread).
@@ -712,24 +719,25 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
         let plain = self.limiter.is_none()
             && self.limits.deadline.is_none()
             && self.limits.attempt_timeout.is_none();
-        let start = match (values.first(), plain) {
-            (Some(first), true) => match self.timed(f(first)).await {
+        if let (Some(first), true) = (values.first(), plain) {
+            let error = match self.timed(f(first)).await {
                 Ok(v) => return Ok(v),
-                Err(e) => Start::Failed(e, None),
-            },
-            _ => Start::Fresh,
-        };
-        Box::pin(self.loop_async(NoGate, values, f, start)).await
+                Err(e) => e,
+            };
+            return Box::pin(self.after_first_async(NoGate, values, f, error, None, false)).await;
+        }
+        let budget = Budget::tokio(&self.limits);
+        Box::pin(self.loop_async(NoGate, values, f, AllFailedError::new(), (0, 1), budget)).await
     }
 
     /// The attempt loop as an owned future, for a caller that ran the first attempt itself
-    /// (`start` holds its failure) or hands over every attempt (`Start::Fresh`). Guards, when
-    /// set, take the whole call, so a caller only ever passes a failed first attempt without them.
+    /// (`start` says how it ended, or hands it over still running) or hands over every attempt
+    /// (`Start::Fresh`).
     pub(crate) async fn run_async_boxed<V, T, E, F, Fut>(
         self,
         values: &[V],
         f: F,
-        start: Start<E>,
+        start: Start<'a, T, E>,
     ) -> Result<T, AllFailedError<E>>
     where
         F: FnMut(&V) -> Fut,
@@ -739,11 +747,43 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
     {
         // Each arm boxed on its own: inline, this future would be as large as the larger arm
         // (over a kilobyte, past the allocator's fast bins) for a guarded call too.
-        match (self.guards, start) {
-            (Some(guards), Start::Fresh) => {
-                Box::pin(self.run_async_guarded(guards, values, f)).await
+        match start {
+            Start::Fresh => match self.guards {
+                Some(guards) => Box::pin(self.run_async_guarded(guards, values, f)).await,
+                None => {
+                    let budget = Budget::tokio(&self.limits);
+                    let failures = AllFailedError::new();
+                    Box::pin(self.loop_async(NoGate, values, f, failures, (0, 1), budget)).await
+                }
+            },
+            Start::Failed {
+                error,
+                budget,
+                open,
+                slot,
+            } => {
+                // The call's slot, held to the end of its attempts.
+                let _slot = slot;
+                match self.guards.and_then(|g| g.breakers.as_ref()) {
+                    None => {
+                        let rest = self.after_first_async(NoGate, values, f, error, budget, open);
+                        Box::pin(rest).await
+                    }
+                    Some(breakers) => {
+                        let gate = BreakerGate {
+                            breakers,
+                            metrics: self.metrics,
+                        };
+                        let rest = self.after_first_async(gate, values, f, error, budget, open);
+                        Box::pin(rest).await
+                    }
+                }
             }
-            (_, start) => Box::pin(self.loop_async(NoGate, values, f, start)).await,
+            Start::Racing(first) => match self.guards.and_then(|g| g.hedge.as_ref()) {
+                Some(hedge) => Box::pin(self.run_hedged(hedge, values, f, Some(first))).await,
+                // Only a hedged pipeline hands its first attempt over running.
+                None => Err(self.refused(crate::hedge::sync_refusal())),
+            },
         }
     }
 
@@ -762,26 +802,37 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
     {
         let _slot = self.bulkhead().await?;
         if let Some(hedge) = &guards.hedge {
-            return self.run_hedged(hedge, values, f).await;
+            return self.run_hedged(hedge, values, f, None).await;
         }
+        let budget = Budget::tokio(&self.limits);
+        let failures = AllFailedError::new();
         match &guards.breakers {
-            None => self.loop_async(NoGate, values, f, Start::Fresh).await,
+            None => {
+                self.loop_async(NoGate, values, f, failures, (0, 1), budget)
+                    .await
+            }
             Some(breakers) => {
                 let gate = BreakerGate {
                     breakers,
                     metrics: self.metrics,
                 };
-                self.loop_async(gate, values, f, Start::Fresh).await
+                self.loop_async(gate, values, f, failures, (0, 1), budget)
+                    .await
             }
         }
     }
 
-    async fn loop_async<G, V, T, E, F, Fut>(
+    /// The loop after a first attempt the caller ran: its failure booked as the loop books one
+    /// (`open`: its breaker, already told, is open now), then the next attempt. `budget`: the
+    /// deadline's, if the first attempt waited and started its clock.
+    async fn after_first_async<G, V, T, E, F, Fut>(
         &self,
         gate: G,
         values: &[V],
-        mut f: F,
-        mut start: Start<E>,
+        f: F,
+        error: AttemptError<E>,
+        budget: Option<Budget>,
+        open: bool,
     ) -> Result<T, AllFailedError<E>>
     where
         G: Gate,
@@ -790,48 +841,76 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
         P: RetryPolicy<E>,
         E: Display,
     {
-        let budget = match start {
-            // The first attempt ran on this budget: the deadline counts from the call's start.
-            Start::Failed(_, Some(budget)) => Some(budget),
-            _ => Budget::tokio(&self.limits),
-        };
+        // A first attempt that failed without waiting read no clock: the deadline starts here.
+        let budget = budget.or_else(|| Budget::tokio(&self.limits));
         let mut failures = AllFailedError::new();
-        'values: for (index, value) in values.iter().enumerate() {
+        let next = match self.on_failure(&mut failures, 0, 1, error, open, budget) {
+            Some(delay) => {
+                if !delay.is_zero() {
+                    crate::sleep::sleep(delay).await;
+                }
+                (0, 2)
+            }
+            None => (1, 1),
+        };
+        if failures.ended_by_deadline().is_some() {
+            self.on_all_failed(&failures);
+            return Err(failures);
+        }
+        self.loop_async(gate, values, f, failures, next, budget)
+            .await
+    }
+
+    /// The attempt loop from attempt `from.1` of fallback value `from.0`, `failures` holding
+    /// the failures before it.
+    async fn loop_async<G, V, T, E, F, Fut>(
+        &self,
+        gate: G,
+        values: &[V],
+        mut f: F,
+        mut failures: AllFailedError<E>,
+        from: (usize, u32),
+        budget: Option<Budget>,
+    ) -> Result<T, AllFailedError<E>>
+    where
+        G: Gate,
+        F: FnMut(&V) -> Fut,
+        Fut: Future<Output = Result<T, AttemptError<E>>>,
+        P: RetryPolicy<E>,
+        E: Display,
+    {
+        let mut first_attempt = from.1;
+        'values: for (index, value) in values.iter().enumerate().skip(from.0) {
             if index > 0 {
                 if self.out_of_time(&mut failures, budget, Duration::ZERO) {
                     break;
                 }
                 self.on_switch(index);
             }
-            let mut attempt = 1u32;
+            let mut attempt = std::mem::replace(&mut first_attempt, 1);
             loop {
                 let Some(pass) = gate.enter(index) else {
                     // An open breaker is skipped at once: no call, no delay.
                     failures.push(index, attempt, AttemptError::BreakerOpen);
                     break;
                 };
-                let outcome = match std::mem::replace(&mut start, Start::Fresh) {
-                    Start::Failed(e, _) => Err(e),
-                    Start::Fresh => match self.permit_async().await {
-                        Ok(wait) => {
-                            if !wait.is_zero() {
-                                if self.out_of_time(&mut failures, budget, wait) {
-                                    break 'values;
-                                }
-                                crate::sleep::sleep(wait).await;
+                let outcome = match self.permit_async().await {
+                    Ok(wait) => {
+                        if !wait.is_zero() {
+                            if self.out_of_time(&mut failures, budget, wait) {
+                                break 'values;
                             }
-                            let first = index == 0 && attempt == 1 && wait.is_zero();
-                            match self.cut(budget, first) {
-                                None => self.timed(f(value)).await,
-                                Some(cut) => {
-                                    crate::sleep::timeout(cut.limit(), self.timed(f(value)))
-                                        .await
-                                        .unwrap_or_else(|_| Err(cut.error(budget)))
-                                }
-                            }
+                            crate::sleep::sleep(wait).await;
                         }
-                        Err(why) => Err(AttemptError::NoPermit(why)),
-                    },
+                        let first = index == 0 && attempt == 1 && wait.is_zero();
+                        match self.cut(budget, first) {
+                            None => self.timed(f(value)).await,
+                            Some(cut) => crate::sleep::timeout(cut.limit(), self.timed(f(value)))
+                                .await
+                                .unwrap_or_else(|_| Err(cut.error(budget))),
+                        }
+                    }
+                    Err(why) => Err(AttemptError::NoPermit(why)),
                 };
                 match outcome {
                     Ok(v) => {
@@ -865,11 +944,24 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
     }
 }
 
-/// Where [`Attempts::loop_async`] starts: its first attempt already failed (the no-fault path
-/// ran it inline, on the deadline's budget if there is one), or has not run.
-pub(crate) enum Start<E> {
-    Failed(AttemptError<E>, Option<Budget>),
+/// Where [`Attempts::run_async_boxed`] starts: every attempt its own, or after a first attempt
+/// the caller's future ran (the no-fault path runs it inline, on the deadline's budget if there
+/// is one).
+pub(crate) enum Start<'a, T, E> {
+    /// No attempt has run.
     Fresh,
+    /// The first attempt failed: its error; the deadline's budget if the attempt waited (and
+    /// so started the clock); whether its breaker, already told, is open now; the call's
+    /// bulkhead slot.
+    Failed {
+        error: AttemptError<E>,
+        budget: Option<Budget>,
+        open: bool,
+        slot: Option<BulkheadPermit<'a>>,
+    },
+    /// A hedged call's first attempt, started by the caller's future, which goes on polling it:
+    /// the race takes it from there.
+    Racing(crate::hedge::FirstAttempt<'a, Result<T, AttemptError<E>>>),
 }
 
 impl Cut {

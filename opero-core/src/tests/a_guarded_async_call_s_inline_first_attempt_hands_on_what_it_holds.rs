@@ -1,0 +1,230 @@
+//! An uncached async call runs its first attempt inline through its guards too: it takes a free
+//! bulkhead slot and passes a closed first breaker there, and hands what it holds on to the
+//! attempt loop or the hedged race when that attempt fails or waits. On tokio's paused clock.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::{AttemptError, BreakerConfig, Jitter, NoCache, Opero};
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// Polls `fut` once: whether it answered.
+async fn polled_once<F: Future>(fut: Pin<&mut F>) -> bool {
+    let mut fut = fut;
+    std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx).is_ready())).await
+}
+
+/// Counts its drops.
+struct DropCount(Arc<AtomicU32>);
+
+impl Drop for DropCount {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn refused_by_the_bulkhead(err: &crate::AllFailedError<String>) -> bool {
+    matches!(err.attempts()[0].error, AttemptError::BulkheadFull { .. })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_dropped_during_its_inline_attempt_gives_its_slot_back() {
+    let opero = Opero::<NoCache>::builder()
+        .bulkhead(1, 0)
+        .retries(0)
+        .build()
+        .unwrap();
+    let hanging = opero.run_async(|| async {
+        tokio::time::sleep(ms(1_000)).await;
+        Ok::<_, String>("late")
+    });
+    // One poll: the attempt runs, holding the only slot.
+    let mut hanging = Box::pin(hanging);
+    assert!(!polled_once(hanging.as_mut()).await);
+    let err = opero
+        .run_async(|| async { Ok::<_, String>("second") })
+        .await
+        .unwrap_err();
+    assert!(refused_by_the_bulkhead(&err), "{err:?}");
+    drop(hanging);
+    let third = opero.run_async(|| async { Ok::<_, String>("third") }).await;
+    assert_eq!(third.unwrap(), "third");
+    assert_eq!(opero.metrics().bulkhead_rejections, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_inline_attempt_keeps_its_slot_through_the_retries() {
+    let opero = Opero::<NoCache>::builder()
+        .bulkhead(1, 0)
+        .retries(2)
+        .min_delay(ms(100))
+        .backoff_factor(1.0)
+        .jitter(Jitter::None)
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    let mut runs = 0;
+    let (first, second) = tokio::join!(
+        opero.run_async(|| {
+            runs += 1;
+            let fail = runs < 3;
+            async move {
+                if fail {
+                    Err("busy".to_string())
+                } else {
+                    Ok(start.elapsed())
+                }
+            }
+        }),
+        async {
+            // Between the first call's retries: its slot is still taken.
+            tokio::time::sleep(ms(50)).await;
+            opero.run_async(|| async { Ok::<_, String>(()) }).await
+        }
+    );
+    assert_eq!(first.unwrap(), ms(200));
+    assert!(refused_by_the_bulkhead(&second.unwrap_err()));
+    // And given back at the end.
+    assert!(opero
+        .run_async(|| async { Ok::<_, String>(()) })
+        .await
+        .is_ok());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_breaker_that_is_not_closed_is_asked_once_by_the_attempt_loop() {
+    let opero = Opero::<NoCache>::builder()
+        .circuit_breaker(BreakerConfig {
+            failure_threshold: Some(1),
+            open_duration: ms(10_000),
+            ..Default::default()
+        })
+        .bulkhead(1, 0)
+        .retries(0)
+        .build()
+        .unwrap();
+    assert!(opero
+        .run_async(|| async { Err::<(), _>("down".to_string()) })
+        .await
+        .is_err());
+    let mut ran = false;
+    let err = opero
+        .run_async(|| {
+            ran = true;
+            async { Ok::<_, String>(()) }
+        })
+        .await
+        .unwrap_err();
+    assert!(!ran);
+    assert!(matches!(err.attempts()[0].error, AttemptError::BreakerOpen));
+    let m = opero.metrics();
+    assert_eq!((m.breaker_opened, m.breaker_rejections), (1, 1));
+    // The slot the inline look took was given back: a probe past the open duration runs.
+    tokio::time::advance(ms(10_000)).await;
+    assert!(opero
+        .run_async(|| async { Ok::<_, String>(()) })
+        .await
+        .is_ok());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hedged_call_s_race_holds_the_inline_attempt_s_slot_to_its_end() {
+    let opero = Opero::<NoCache>::builder()
+        .bulkhead(1, 0)
+        .hedge(ms(100), 1)
+        .retries(0)
+        .build()
+        .unwrap();
+    let started = Arc::new(AtomicU32::new(0));
+    let start = Instant::now();
+    let (hedged, other) = tokio::join!(
+        opero.run_async(|| {
+            let n = started.fetch_add(1, Ordering::SeqCst);
+            async move {
+                // The first attempt hangs; the hedge answers 30 ms after it starts.
+                tokio::time::sleep(if n == 0 { ms(1_000) } else { ms(30) }).await;
+                Ok::<_, String>(n)
+            }
+        }),
+        async {
+            tokio::time::sleep(ms(110)).await;
+            opero.run_async(|| async { Ok::<_, String>(9) }).await
+        }
+    );
+    assert_eq!(hedged.unwrap(), 1);
+    assert_eq!(start.elapsed(), ms(130));
+    assert!(refused_by_the_bulkhead(&other.unwrap_err()));
+    assert_eq!(
+        opero
+            .run_async(|| async { Ok::<_, String>(7) })
+            .await
+            .unwrap(),
+        7
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hedged_first_attempt_that_fails_at_once_is_retried_by_the_race() {
+    let opero = Opero::<NoCache>::builder()
+        .hedge(ms(100), 1)
+        .retries(1)
+        .min_delay(ms(40))
+        .jitter(Jitter::None)
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    let mut at = Vec::new();
+    let got = opero
+        .run_async(|| {
+            at.push(start.elapsed());
+            let n = at.len();
+            async move {
+                if n == 1 {
+                    Err("busy".to_string())
+                } else {
+                    Ok(n)
+                }
+            }
+        })
+        .await;
+    assert_eq!(got.unwrap(), 2);
+    assert_eq!(at, [ms(0), ms(40)]);
+    assert_eq!(opero.metrics().hedges, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hedged_call_dropped_during_its_race_gives_its_slot_back() {
+    let opero = Opero::<NoCache>::builder()
+        .bulkhead(1, 0)
+        .hedge(ms(100), 1)
+        .retries(0)
+        .build()
+        .unwrap();
+    let dropped = Arc::new(AtomicU32::new(0));
+    let mut racing = Box::pin(opero.run_async(|| {
+        let guard = DropCount(Arc::clone(&dropped));
+        async move {
+            let _guard = guard;
+            tokio::time::sleep(ms(1_000)).await;
+            Ok::<_, String>(())
+        }
+    }));
+    assert!(!polled_once(racing.as_mut()).await);
+    tokio::time::advance(ms(150)).await;
+    assert!(!polled_once(racing.as_mut()).await, "hedged at 100 ms");
+    drop(racing);
+    assert_eq!(dropped.load(Ordering::SeqCst), 2, "both attempts dropped");
+    assert!(opero
+        .run_async(|| async { Ok::<_, String>(()) })
+        .await
+        .is_ok());
+}

@@ -128,7 +128,7 @@ struct Shared<C, K, P> {
     /// No cache and no limiter: the async first attempt can run inline, holding nothing but the
     /// user's future (and the timer of a time bound, made only if it waits), and what the
     /// guards gave it (a slot, a closed breaker's leave).
-    inline_async: bool,
+    inline_async: InlineAsync,
     metrics: Arc<Metrics>,
     flights: Flights,
     /// Names given to wrappers of this pipeline and what they were given to, to refuse one name
@@ -2244,7 +2244,11 @@ impl<C, K, P> OperoBuilder<C, K, P> {
         Ok(Opero {
             shared: Arc::new(Shared {
                 plain: cache.is_none() && guards.is_none(),
-                inline_async: cache.is_none() && limiter.is_none(),
+                inline_async: match (cache.is_none() && limiter.is_none(), guards.is_some()) {
+                    (false, _) => InlineAsync::No,
+                    (true, false) => InlineAsync::Plain,
+                    (true, true) => InlineAsync::Guarded,
+                },
                 cache,
                 namespace_fingerprint: crate::key::namespace_fingerprint(
                     &self.config.cache.namespace,
@@ -2397,6 +2401,15 @@ impl<'a, C, K, P, V, F, Fut, G, R, O> Uncached<'a, C, K, P, V, F, Fut, G, R, O> 
     }
 }
 
+/// Whether an uncached async call runs its first attempt inline ([`Uncached`]): not with a
+/// cache or a limiter; with guards, through them. One load tells the plain path it has none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum InlineAsync {
+    No,
+    Plain,
+    Guarded,
+}
+
 /// [`Uncached`]'s flags.
 const BOUNDED: u8 = 1;
 const CLOSED: u8 = 2;
@@ -2469,21 +2482,22 @@ where
         }
         let opero: &'a Opero<C, K, P> = this.opero;
         let values: &'a [V] = this.values;
-        let guards = opero.shared.guards.as_deref();
+        // Read where needed: the plain first attempt never loads it.
+        let guards = || opero.shared.guards.as_deref();
         if this.first.as_ref().get_ref().is_none() {
             // `f` is gone once the output was returned: a poll after that has nothing to run.
             let Some(f) = this.f.as_mut() else {
                 return Poll::Pending;
             };
             let mut flags = 0;
-            let value = match values.first() {
-                Some(value) if opero.shared.inline_async => match guards {
-                    None => Some(value),
-                    Some(guards) => inline_leave(guards).map(|leave| {
+            let value = match (values.first(), opero.shared.inline_async) {
+                (Some(value), InlineAsync::Plain) => Some(value),
+                (Some(value), InlineAsync::Guarded) => {
+                    guards().and_then(inline_leave).map(|leave| {
                         flags = leave;
                         value
-                    }),
-                },
+                    })
+                }
                 _ => None,
             };
             let Some(value) = value else {
@@ -2511,7 +2525,7 @@ where
             return Poll::Pending;
         };
         // Looked at only once the attempt waits or fails.
-        let hedged = || guards.is_some_and(|g| g.hedge.is_some());
+        let hedged = || guards().is_some_and(|g| g.hedge.is_some());
         let outcome = match first.poll(cx) {
             Poll::Ready(outcome) => outcome,
             Poll::Pending if *this.flags & GUARDED != 0 && hedged() => {
@@ -2525,7 +2539,7 @@ where
                 let first = crate::hedge::FirstAttempt {
                     handoff: theirs,
                     leave: (flags & CLOSED != 0).then_some(crate::breaker::Leave::Closed),
-                    slot: (flags & SLOT != 0).then(|| slot_permit(guards)).flatten(),
+                    slot: (flags & SLOT != 0).then(|| slot_permit(guards())).flatten(),
                     timer: this.timer.take(),
                 };
                 let rest = (this.resume)(opero.attempts(), values, f, Start::Racing(first));
@@ -2582,7 +2596,7 @@ where
                             .breaker_ok(0, Some(crate::breaker::Leave::Closed));
                     }
                     if flags & SLOT != 0 {
-                        release_slot(guards);
+                        release_slot(guards());
                     }
                 }
                 Poll::Ready(Ok(v))
@@ -2596,7 +2610,7 @@ where
                     Start::Racing(crate::hedge::FirstAttempt {
                         handoff: theirs,
                         leave,
-                        slot: (flags & SLOT != 0).then(|| slot_permit(guards)).flatten(),
+                        slot: (flags & SLOT != 0).then(|| slot_permit(guards())).flatten(),
                         timer: None,
                     })
                 } else {
@@ -2607,7 +2621,7 @@ where
                         open: attempts.breaker_failed(0, leave),
                         error: e,
                         budget: *this.budget,
-                        slot: (flags & SLOT != 0).then(|| slot_permit(guards)).flatten(),
+                        slot: (flags & SLOT != 0).then(|| slot_permit(guards())).flatten(),
                     }
                 };
                 let rest = (this.resume)(attempts, values, f, start);

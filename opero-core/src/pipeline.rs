@@ -429,8 +429,8 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
         self.loop_sync(NoGate, values, f)
     }
 
-    /// [`run_sync`](Self::run_sync) with guards: inlined into the pipeline's one out-of-line
-    /// frame, the loop itself out of line behind the first attempt.
+    /// [`run_sync`](Self::run_sync) with guards, inlined into its caller; the loop runs out of line,
+    /// behind a failed first attempt.
     #[inline(always)]
     pub(crate) fn run_sync_guarded<V, T, E, F>(
         &self,

@@ -2592,9 +2592,14 @@ where
             Ok(v) => {
                 if flags & GUARDED != 0 {
                     if closed {
-                        opero
-                            .attempts()
-                            .breaker_ok(0, Some(crate::breaker::Leave::Closed));
+                        // Told directly: an optional leave passed by reference made the callee
+                        // copy it through memory, a store-forwarding stall.
+                        if let Some(breakers) = guards().and_then(|g| g.breakers.as_ref()) {
+                            let metrics = Some(opero.counters());
+                            breakers
+                                .get(0)
+                                .left_ok(crate::breaker::Leave::Closed, metrics);
+                        }
                     }
                     if flags & SLOT != 0 {
                         release_slot(guards());

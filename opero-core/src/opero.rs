@@ -1908,11 +1908,12 @@ impl<C, K, P> OperoBuilder<C, K, P> {
     /// With [`hedge`](Self::hedge) it bounds the whole hedged race: no hedge starts that the
     /// deadline would overtake, and when it passes every racing attempt is cut.
     ///
-    /// The async forms read the clock lazily: without a guard or a rate limiter, the deadline
-    /// (like an attempt timeout's timer) starts at the first attempt's first wait, or at its
-    /// failure, so that a call that completes in one poll reads no clock. Work the first attempt
-    /// does before it first waits is not counted; a future that does not wait cannot be cut
-    /// anyway.
+    /// The async forms read the clock lazily: without a rate limiter, the deadline (like an
+    /// attempt timeout's timer) starts at the first attempt's first wait, or at its failure, so
+    /// that a call that completes in one poll reads no clock. Work the first attempt does before
+    /// it first waits is not counted; a future that does not wait cannot be cut anyway. A
+    /// guarded call that finds no free bulkhead slot, or its first breaker not closed, starts
+    /// the clock when its attempt loop starts (after the slot's wait).
     ///
     /// ```
     /// use opero_core::{Jitter, NoCache, Opero};

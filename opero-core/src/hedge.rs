@@ -454,18 +454,19 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
                     return Ok(v);
                 }
                 Event::Done(k, Err(e)) => {
-                    let done = running.remove(k);
-                    let open = self.breaker_failed(done.index, done.leave);
+                    // The attempt's future (and its timers) dropped here, not after the backoff
+                    // below: a handed first attempt's holder stops polling it at once.
+                    let Running {
+                        index,
+                        attempt,
+                        leave,
+                        ..
+                    } = running.remove(k);
+                    let open = self.breaker_failed(index, leave);
                     // While other attempts run, the call waits for them: no retry is scheduled.
                     let others = !running.is_empty();
-                    let delay = self.on_failure(
-                        &mut failures,
-                        done.index,
-                        done.attempt,
-                        e,
-                        open || others,
-                        budget,
-                    );
+                    let delay =
+                        self.on_failure(&mut failures, index, attempt, e, open || others, budget);
                     if others {
                         continue;
                     }
@@ -476,7 +477,7 @@ impl<'a, P: ?Sized> Attempts<'a, P> {
                             if !delay.is_zero() {
                                 sleep(delay).await;
                             }
-                            next = Some(done.index);
+                            next = Some(index);
                         }
                         None if failures.ended_by_deadline().is_some() => break,
                         None if values_started < values.len() => next = Some(values_started),

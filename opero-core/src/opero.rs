@@ -2315,9 +2315,10 @@ pin_project_lite::pin_project! {
         f: Option<F>,
         resume: G,
         timer: Option<crate::metrics::AttemptTimer>,
-        // BOUNDED: the pipeline has a deadline or an attempt timeout; GUARDED: it has guards;
-        // CLOSED: the first attempt passed a closed breaker; SLOT: it holds a bulkhead slot
-        // (given back on drop). One byte: a second flag byte beside the others made the
+        // BOUNDED: the pipeline has a deadline or an attempt timeout; GUARDED: the first
+        // attempt passed the guards inline and holds what they gave (a bulkhead slot if there is
+        // a bulkhead, given back on drop; a closed first breaker's leave if there are breakers).
+        // One byte: a second flag byte beside the others made the
         // future's first write and its copy disagree in width, a store-forwarding stall that
         // tripled the no-fault call.
         flags: u8,
@@ -2331,7 +2332,7 @@ pin_project_lite::pin_project! {
         fn drop(this: Pin<&mut Self>) {
             // A call dropped while its first attempt ran inline: the slot goes back.
             let this = this.project();
-            if *this.flags & SLOT != 0 {
+            if *this.flags & GUARDED != 0 {
                 release_dropped_slot(this.opero.shared.guards.as_deref());
             }
         }
@@ -2414,33 +2415,40 @@ enum InlineAsync {
 
 /// [`Uncached`]'s flags.
 const BOUNDED: u8 = 1;
-const CLOSED: u8 = 2;
-const GUARDED: u8 = 4;
-const SLOT: u8 = 8;
+const GUARDED: u8 = 2;
 
-/// The guards' leave for an inline first attempt, as flags (GUARDED, SLOT when it took a
-/// bulkhead slot, CLOSED when the first breaker is closed); `None` when the attempt loop must
-/// take the call (a full bulkhead queues there, a breaker not closed is asked there, each
-/// counted once).
+/// Whether an inline first attempt passes the guards: a free bulkhead slot, taken, and a closed
+/// first breaker. False when the attempt loop must take the call (a full bulkhead queues there,
+/// a breaker not closed is asked there, each counted once).
 #[inline(always)]
-fn inline_leave(guards: &crate::pipeline::Guards) -> Option<u8> {
-    let mut flags = GUARDED;
+fn passes_inline(guards: &crate::pipeline::Guards) -> bool {
     if let Some(bulkhead) = &guards.bulkhead {
         if !bulkhead.try_take_slot() {
-            return None;
+            return false;
         }
-        flags |= SLOT;
     }
     if let Some(breakers) = &guards.breakers {
         if !breakers.get(0).is_closed() {
-            if flags & SLOT != 0 {
-                release_slot(Some(guards));
-            }
-            return None;
+            release_slot(Some(guards));
+            return false;
         }
-        flags |= CLOSED;
     }
-    Some(flags)
+    true
+}
+
+/// What an inline first attempt that passed its guards holds, for the loop or the race to hold
+/// on to: the slot's permit and the closed breaker's leave.
+#[allow(clippy::type_complexity)]
+fn held(
+    guards: Option<&crate::pipeline::Guards>,
+) -> (
+    Option<crate::bulkhead::BulkheadPermit<'_>>,
+    Option<crate::breaker::Leave<'_>>,
+) {
+    let leave = guards
+        .and_then(|g| g.breakers.as_ref())
+        .map(|_| crate::breaker::Leave::Closed);
+    (slot_permit(guards), leave)
 }
 
 impl<'a, C, K, P, V, T, E, F, Fut, G, R> Future
@@ -2495,8 +2503,8 @@ where
             let value = match (values.first(), opero.shared.inline_async) {
                 (Some(value), InlineAsync::Plain) => Some(value),
                 (Some(value), InlineAsync::Guarded) => {
-                    guards().and_then(inline_leave).map(|leave| {
-                        flags = leave;
+                    guards().is_some_and(passes_inline).then(|| {
+                        flags = GUARDED;
                         value
                     })
                 }
@@ -2530,18 +2538,20 @@ where
         let hedged = || guards().is_some_and(|g| g.hedge.is_some());
         let outcome = match first.poll(cx) {
             Poll::Ready(outcome) => outcome,
-            Poll::Pending if *this.flags & GUARDED != 0 && hedged() => {
+            Poll::Pending if hedged() => {
                 // The first wait of a hedged call: the race starts now, beside this attempt.
                 let Some(f) = this.f.take() else {
                     return Poll::Pending;
                 };
                 let (ours, theirs) = crate::hedge::Handoff::new(None);
                 // The slot and the breaker's leave go to the race, and the attempt's timer.
-                let flags = std::mem::take(this.flags);
+                // A hedged call's inline attempt always passed its guards.
+                *this.flags = 0;
+                let (slot, leave) = held(guards());
                 let first = crate::hedge::FirstAttempt {
                     handoff: theirs,
-                    leave: (flags & CLOSED != 0).then_some(crate::breaker::Leave::Closed),
-                    slot: (flags & SLOT != 0).then(|| slot_permit(guards())).flatten(),
+                    leave,
+                    slot,
                     timer: this.timer.take(),
                 };
                 let rest = (this.resume)(opero.attempts(), values, f, Start::Racing(first));
@@ -2550,11 +2560,9 @@ where
                     .insert(Rest::boxed(rest, Some(ours)))
                     .as_mut()
                     .project();
-                let polled = rest.attempts.poll(cx);
-                if polled.is_ready() || rest.handoff.as_ref().is_some_and(|h| h.dropped()) {
-                    this.first.set(None);
-                }
-                return polled;
+                // The race's first poll: the attempt it was handed has not ended, so the race
+                // neither answers nor drops it yet; it arms its timers.
+                return rest.attempts.poll(cx);
             }
             Poll::Pending => {
                 if *this.flags & BOUNDED == 0 {
@@ -2587,37 +2595,36 @@ where
         let Some(f) = this.f.take() else {
             return Poll::Pending;
         };
-        let flags = std::mem::take(this.flags);
-        let closed = flags & CLOSED != 0;
+        let guarded = std::mem::take(this.flags) & GUARDED != 0;
         match outcome {
             Ok(v) => {
-                if flags & GUARDED != 0 {
-                    if closed {
-                        // Told directly: an optional leave passed by reference made the callee
-                        // copy it through memory, a store-forwarding stall.
-                        if let Some(breakers) = guards().and_then(|g| g.breakers.as_ref()) {
-                            let metrics = Some(opero.counters());
-                            breakers
-                                .get(0)
-                                .left_ok(crate::breaker::Leave::Closed, metrics);
-                        }
+                if guarded {
+                    // Told directly: an optional leave passed by reference made the callee
+                    // copy it through memory, a store-forwarding stall.
+                    if let Some(breakers) = guards().and_then(|g| g.breakers.as_ref()) {
+                        let metrics = Some(opero.counters());
+                        breakers
+                            .get(0)
+                            .left_ok(crate::breaker::Leave::Closed, metrics);
                     }
-                    if flags & SLOT != 0 {
-                        release_slot(guards());
-                    }
+                    release_slot(guards());
                 }
                 Poll::Ready(Ok(v))
             }
             Err(e) => {
                 let attempts = opero.attempts();
-                let leave = closed.then_some(crate::breaker::Leave::Closed);
+                let (slot, leave) = if guarded {
+                    held(guards())
+                } else {
+                    (None, None)
+                };
                 let start = if hedged() {
                     // The race books the failure, from an attempt that ended before it began.
                     let (_, theirs) = crate::hedge::Handoff::new(Some(Err(e)));
                     Start::Racing(crate::hedge::FirstAttempt {
                         handoff: theirs,
                         leave,
-                        slot: (flags & SLOT != 0).then(|| slot_permit(guards())).flatten(),
+                        slot,
                         timer: None,
                     })
                 } else {
@@ -2628,7 +2635,7 @@ where
                         open: attempts.breaker_failed(0, leave),
                         error: e,
                         budget: *this.budget,
-                        slot: (flags & SLOT != 0).then(|| slot_permit(guards())).flatten(),
+                        slot,
                     }
                 };
                 let rest = (this.resume)(attempts, values, f, start);

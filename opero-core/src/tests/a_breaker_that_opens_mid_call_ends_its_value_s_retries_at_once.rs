@@ -123,3 +123,22 @@ fn a_sync_call_s_open_breaker_skips_its_value_and_says_so() {
         .iter()
         .all(|a| matches!(a.error, AttemptError::BreakerOpen)));
 }
+
+#[test]
+fn a_guarded_sync_call_s_first_failure_waits_its_backoff_before_the_retry() {
+    // The guarded first attempt runs ahead of the loop; its failure still waits the backoff.
+    let opero = with_breaker(10);
+    let start = std::time::Instant::now();
+    let mut at = Vec::new();
+    let got = opero.run(|| {
+        at.push(start.elapsed());
+        if at.len() < 2 {
+            Err("busy")
+        } else {
+            Ok(at.len())
+        }
+    });
+    assert_eq!(got.unwrap(), 2);
+    assert!(at[1] >= ms(100), "the retry waited {:?}", at[1]);
+    assert!(at[1] < ms(5_000));
+}

@@ -228,3 +228,111 @@ async fn a_hedged_call_dropped_during_its_race_gives_its_slot_back() {
         .await
         .is_ok());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_hedge_that_wins_drops_the_inline_attempt_before_the_call_answers() {
+    let opero = Opero::<NoCache>::builder()
+        .hedge(ms(100), 1)
+        .retries(0)
+        .build()
+        .unwrap();
+    let dropped = Arc::new(AtomicU32::new(0));
+    let started = AtomicU32::new(0);
+    let mut call = Box::pin(opero.run_async(|| {
+        let n = started.fetch_add(1, Ordering::SeqCst);
+        let guard = DropCount(Arc::clone(&dropped));
+        async move {
+            let _guard = guard;
+            tokio::time::sleep(if n == 0 { ms(1_000) } else { ms(30) }).await;
+            Ok::<_, String>(n)
+        }
+    }));
+    // Awaited in place, so that the call's future is still alive when it answers.
+    let answer = std::future::poll_fn(|cx| call.as_mut().poll(cx)).await;
+    assert_eq!(answer.unwrap(), 1);
+    assert_eq!(
+        dropped.load(Ordering::SeqCst),
+        2,
+        "the hanging first attempt is dropped by the time the hedge's answer comes back"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_inline_attempt_cut_by_its_timeout_in_a_race_is_dropped_before_the_retry() {
+    let opero = Opero::<NoCache>::builder()
+        .hedge(ms(100), 1)
+        .attempt_timeout(ms(50))
+        .retries(1)
+        .min_delay(ms(10))
+        .jitter(Jitter::None)
+        .build()
+        .unwrap();
+    let dropped = Arc::new(AtomicU32::new(0));
+    let start = Instant::now();
+    let mut seen = Vec::new();
+    let answer = opero
+        .run_async(|| {
+            // What the attempts before this one left: dropped or not.
+            seen.push((start.elapsed(), dropped.load(Ordering::SeqCst)));
+            let first = seen.len() == 1;
+            let guard = DropCount(Arc::clone(&dropped));
+            async move {
+                let _guard = guard;
+                if first {
+                    tokio::time::sleep(ms(1_000)).await;
+                }
+                Ok::<_, String>(if first { 1 } else { 2 })
+            }
+        })
+        .await;
+    assert_eq!(answer.unwrap(), 2);
+    // Cut at 50 ms, retried 10 ms later: by then the cut attempt was dropped.
+    assert_eq!(seen, [(ms(0), 0), (ms(60), 1)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hedged_call_tells_its_breaker_each_outcome_of_the_first_value() {
+    let opero = Opero::<NoCache>::builder()
+        .circuit_breaker(BreakerConfig {
+            failure_threshold: Some(2),
+            open_duration: ms(10_000),
+            ..Default::default()
+        })
+        .hedge(ms(100), 1)
+        .retries(1)
+        .min_delay(ms(10))
+        .jitter(Jitter::None)
+        .build()
+        .unwrap();
+    // Each call: the first attempt fails (at once, then after a wait), the retry succeeds. The
+    // success resets the breaker's count, so two calls never make two failures in a row.
+    for wait in [0, 20] {
+        let mut runs = 0;
+        let got = opero
+            .run_async(|| {
+                runs += 1;
+                let fail = runs == 1;
+                async move {
+                    tokio::time::sleep(ms(wait)).await;
+                    if fail {
+                        Err("busy".to_string())
+                    } else {
+                        Ok(runs)
+                    }
+                }
+            })
+            .await;
+        assert_eq!(got.unwrap(), 2, "wait {wait}");
+    }
+    assert_eq!(opero.metrics().breaker_opened, 0);
+    // Two failures in a row, the second after a wait: the race told the breaker of both.
+    for _ in 0..2 {
+        let _ = opero
+            .run_async(|| async {
+                tokio::time::sleep(ms(20)).await;
+                Err::<(), _>("down".to_string())
+            })
+            .await;
+    }
+    assert_eq!(opero.metrics().breaker_opened, 1);
+}

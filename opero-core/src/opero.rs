@@ -2595,29 +2595,27 @@ where
         let Some(f) = this.f.take() else {
             return Poll::Pending;
         };
-        let guarded = std::mem::take(this.flags) & GUARDED != 0;
+        // An inline attempt ran through the guards whenever the pipeline has any: what they
+        // gave it is given back or handed on below, and no longer the drop's to give back.
+        *this.flags = 0;
         match outcome {
             Ok(v) => {
-                if guarded {
+                if let Some(guards) = guards() {
                     // Told directly: an optional leave passed by reference made the callee
                     // copy it through memory, a store-forwarding stall.
-                    if let Some(breakers) = guards().and_then(|g| g.breakers.as_ref()) {
+                    if let Some(breakers) = &guards.breakers {
                         let metrics = Some(opero.counters());
                         breakers
                             .get(0)
                             .left_ok(crate::breaker::Leave::Closed, metrics);
                     }
-                    release_slot(guards());
+                    release_slot(Some(guards));
                 }
                 Poll::Ready(Ok(v))
             }
             Err(e) => {
                 let attempts = opero.attempts();
-                let (slot, leave) = if guarded {
-                    held(guards())
-                } else {
-                    (None, None)
-                };
+                let (slot, leave) = held(guards());
                 let start = if hedged() {
                     // The race books the failure, from an attempt that ended before it began.
                     let (_, theirs) = crate::hedge::Handoff::new(Some(Err(e)));

@@ -60,6 +60,21 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// Allocations made by 10⁴ async calls that succeed at once, after one to warm up.
+fn async_no_fault_allocations(opero: &Opero<NoCache>) -> u64 {
+    runtime().block_on(async {
+        let _ = opero.run_async(|| async { Ok::<_, String>(1u64) }).await;
+        let before = allocations();
+        for i in 0..10_000u64 {
+            opero
+                .run_async(|| async move { Ok::<_, String>(i) })
+                .await
+                .unwrap();
+        }
+        allocations() - before
+    })
+}
+
 #[test]
 fn a_guarded_sync_call_that_succeeds_at_once_allocates_nothing() {
     let opero = guarded().build().unwrap();
@@ -81,17 +96,7 @@ fn a_guarded_async_call_that_succeeds_at_once_allocates_nothing() {
         .hedge(Duration::from_secs(1), 1)
         .build()
         .unwrap();
-    let n = runtime().block_on(async {
-        let _ = opero.run_async(|| async { Ok::<_, String>(1u64) }).await;
-        let before = allocations();
-        for i in 0..10_000u64 {
-            opero
-                .run_async(|| async move { Ok::<_, String>(i) })
-                .await
-                .unwrap();
-        }
-        allocations() - before
-    });
+    let n = async_no_fault_allocations(&opero);
     assert_eq!(n, 0, "{n} allocations on the guarded async no-fault path");
 }
 
@@ -103,17 +108,7 @@ fn an_unguarded_async_call_that_succeeds_at_once_allocates_nothing() {
         .attempt_timeout(Duration::from_secs(1))
         .build()
         .unwrap();
-    let n = runtime().block_on(async {
-        let _ = opero.run_async(|| async { Ok::<_, String>(1u64) }).await;
-        let before = allocations();
-        for i in 0..10_000u64 {
-            opero
-                .run_async(|| async move { Ok::<_, String>(i) })
-                .await
-                .unwrap();
-        }
-        allocations() - before
-    });
+    let n = async_no_fault_allocations(&opero);
     assert_eq!(n, 0, "{n} allocations on the async no-fault path");
 }
 

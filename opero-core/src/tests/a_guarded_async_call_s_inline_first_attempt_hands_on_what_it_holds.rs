@@ -336,3 +336,46 @@ async fn a_hedged_call_tells_its_breaker_each_outcome_of_the_first_value() {
     }
     assert_eq!(opero.metrics().breaker_opened, 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_inline_attempt_cut_in_a_race_is_dropped_at_the_cut_not_at_the_retry() {
+    let opero = Opero::<NoCache>::builder()
+        .hedge(ms(100), 1)
+        .attempt_timeout(ms(50))
+        .retries(1)
+        .min_delay(ms(10))
+        .jitter(Jitter::None)
+        .build()
+        .unwrap();
+    let dropped = Arc::new(AtomicU32::new(0));
+    // A task of its own, so that its wake-up does not poll the call too.
+    let sampler = tokio::spawn({
+        let dropped = Arc::clone(&dropped);
+        async move {
+            // Cut at 50 ms, retried at 60 ms: halfway through the backoff.
+            tokio::time::sleep(ms(55)).await;
+            dropped.load(Ordering::SeqCst)
+        }
+    });
+    let mut runs = 0;
+    let answer = opero
+        .run_async(|| {
+            runs += 1;
+            let first = runs == 1;
+            let guard = DropCount(Arc::clone(&dropped));
+            async move {
+                let _guard = guard;
+                if first {
+                    tokio::time::sleep(ms(1_000)).await;
+                }
+                Ok::<_, String>(())
+            }
+        })
+        .await;
+    assert!(answer.is_ok());
+    let during_backoff = sampler.await.unwrap();
+    assert_eq!(
+        during_backoff, 1,
+        "the cut attempt is dropped when it is cut"
+    );
+}
